@@ -1,0 +1,3 @@
+"""genagent-adapter: supervised PSTN hand-off between Twilio or Asterisk and GenerativeAgent."""
+
+__version__ = "0.1.0"

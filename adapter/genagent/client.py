@@ -1,0 +1,269 @@
+"""GenerativeAgent call-transfers clients: one pooled httpx client per process.
+
+``GenAgentClient`` serves threaded code (the Flask app under gunicorn);
+``AsyncGenAgentClient`` serves the asyncio AMI worker. Both run every call under a
+deadline, retry only what ASAPP says is safe to retry, keep bursts under the spike
+limit, and make a create idempotent: a 409 for an id already saved returns that
+transfer instead of failing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+from adapter.config import GenAgentSettings
+from adapter.genagent.errors import (
+    ApiTimeoutError,
+    ConflictError,
+    GenAgentError,
+    InvalidRequestError,
+)
+from adapter.genagent.models import CallTransfer
+from adapter.genagent.protocol import (
+    COLLECTION_PATH,
+    USER_AGENT,
+    AsappAuth,
+    check_created,
+    interpret,
+    transfer_path,
+    transport_error,
+)
+from adapter.genagent.ratelimit import AsyncRateLimiter, RateLimiter
+from adapter.genagent.requests import TransferRequest
+from adapter.genagent.retry import Deadline, RetryPolicy, as_deadline
+
+log = logging.getLogger("adapter.genagent")
+
+DeadlineArg = Deadline | float | None
+
+
+class _ClientBase:
+    """What the sync and async clients share: settings, policy, and the retry decision."""
+
+    def __init__(self, settings: GenAgentSettings, policy: RetryPolicy | None) -> None:
+        self.settings = settings
+        self.policy = policy or RetryPolicy()
+        self._rng: Callable[[], float] = random.random
+
+    def _http_options(self) -> dict[str, Any]:
+        return {
+            "base_url": self.settings.base_url,
+            "auth": AsappAuth(self.settings.api_id, self.settings.api_secret),
+            "headers": {"user-agent": USER_AGENT, "accept": "application/json"},
+            "timeout": self.settings.attempt_timeout,
+            "limits": httpx.Limits(max_connections=100, max_keepalive_connections=50),
+        }
+
+    def _deadline(self, value: DeadlineArg) -> Deadline:
+        return as_deadline(value, self.settings.deadline)
+
+    def _attempt_timeout(self, deadline: Deadline) -> float:
+        remaining = deadline.remaining()
+        if remaining < self.policy.min_attempt_seconds:
+            raise ApiTimeoutError("deadline reached before the request could be sent")
+        return min(self.settings.attempt_timeout, remaining)
+
+    def _after_failure(
+        self, method: str, path: str, error: GenAgentError, retry: int, deadline: Deadline
+    ) -> float:
+        """Seconds to wait before retrying, or raise ``error`` when it must not be retried."""
+        wait = self.policy.next_wait(error, retry, deadline, self._rng)
+        if wait is None:
+            raise error
+        log.warning(
+            "GenerativeAgent %s %s failed (%s); retry %d in %.2f s",
+            method,
+            _path_label(path),
+            type(error).__name__,
+            retry,
+            wait,
+        )
+        return wait
+
+    @staticmethod
+    def _log_ok(method: str, path: str, response: httpx.Response, started: float) -> None:
+        log.debug(
+            "GenerativeAgent %s %s -> %d in %.1f ms",
+            method,
+            _path_label(path),
+            response.status_code,
+            (time.monotonic() - started) * 1000,
+        )
+
+    @staticmethod
+    def _request_body(request: TransferRequest) -> dict[str, Any]:
+        if not hasattr(request, "to_json"):
+            raise InvalidRequestError("create_transfer takes a PhoneNumber or Sip transfer request")
+        return request.to_json()
+
+    @staticmethod
+    def _check_same_conversation(request: TransferRequest, saved: CallTransfer) -> CallTransfer:
+        if saved.external_conversation_id != request.external_conversation_id:
+            raise ConflictError(
+                409,
+                "the transfer id is already used by another conversation",
+                code="409-conversation",
+            )
+        return check_created(request, saved)
+
+
+class GenAgentClient(_ClientBase):
+    """Synchronous, thread-safe client; create one per process and share it."""
+
+    def __init__(
+        self,
+        settings: GenAgentSettings,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        policy: RetryPolicy | None = None,
+    ) -> None:
+        super().__init__(settings, policy)
+        self._limiter = RateLimiter(settings.max_requests_per_second)
+        self._http = httpx.Client(transport=transport, **self._http_options())
+
+    def create_transfer(
+        self, request: TransferRequest, *, deadline: DeadlineArg = None
+    ) -> CallTransfer:
+        """POST a new call transfer; a 409 for the same id returns the saved transfer."""
+        body = self._request_body(request)
+        limit = self._deadline(deadline)
+        try:
+            created = self._call("POST", COLLECTION_PATH, body, limit)
+        except ConflictError:
+            saved = self._call("GET", transfer_path(request.id), None, limit)
+            return self._check_same_conversation(request, saved)
+        return check_created(request, created)
+
+    def get_transfer(self, transfer_id: str, *, deadline: DeadlineArg = None) -> CallTransfer:
+        """GET one call transfer by id."""
+        _check_transfer_id(transfer_id)
+        return self._call("GET", transfer_path(transfer_id), None, self._deadline(deadline))
+
+    def _call(
+        self, method: str, path: str, body: dict[str, Any] | None, deadline: Deadline
+    ) -> CallTransfer:
+        retry = 0
+        while True:
+            self._limiter.acquire(deadline)
+            timeout = self._attempt_timeout(deadline)
+            started = time.monotonic()
+            try:
+                response = self._http.request(method, path, json=body, timeout=timeout)
+                self._log_ok(method, path, response, started)
+                return interpret(response)
+            except httpx.HTTPError as exc:
+                error: GenAgentError = transport_error(exc, timeout)
+            except GenAgentError as exc:
+                error = exc
+            retry += 1
+            time.sleep(self._after_failure(method, path, error, retry, deadline))
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"GenAgentClient(base_url={self.settings.base_url!r})"
+
+
+class AsyncGenAgentClient(_ClientBase):
+    """asyncio client; create one per event loop and share it among all calls."""
+
+    def __init__(
+        self,
+        settings: GenAgentSettings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        policy: RetryPolicy | None = None,
+    ) -> None:
+        super().__init__(settings, policy)
+        self._limiter = AsyncRateLimiter(settings.max_requests_per_second)
+        self._http = httpx.AsyncClient(transport=transport, **self._http_options())
+
+    async def create_transfer(
+        self, request: TransferRequest, *, deadline: DeadlineArg = None
+    ) -> CallTransfer:
+        """POST a new call transfer; a 409 for the same id returns the saved transfer."""
+        body = self._request_body(request)
+        limit = self._deadline(deadline)
+        try:
+            created = await self._call("POST", COLLECTION_PATH, body, limit)
+        except ConflictError:
+            saved = await self._call("GET", transfer_path(request.id), None, limit)
+            return self._check_same_conversation(request, saved)
+        return check_created(request, created)
+
+    async def get_transfer(self, transfer_id: str, *, deadline: DeadlineArg = None) -> CallTransfer:
+        """GET one call transfer by id."""
+        _check_transfer_id(transfer_id)
+        return await self._call("GET", transfer_path(transfer_id), None, self._deadline(deadline))
+
+    async def _call(
+        self, method: str, path: str, body: dict[str, Any] | None, deadline: Deadline
+    ) -> CallTransfer:
+        retry = 0
+        while True:
+            await self._limiter.acquire(deadline)
+            timeout = self._attempt_timeout(deadline)
+            started = time.monotonic()
+            try:
+                # wait_for bounds the whole attempt; httpx's timeout bounds each phase.
+                response = await asyncio.wait_for(
+                    self._http.request(method, path, json=body, timeout=timeout), timeout
+                )
+                self._log_ok(method, path, response, started)
+                return interpret(response)
+            except TimeoutError:
+                error: GenAgentError = ApiTimeoutError(f"no answer within {timeout:.2f} s")
+            except httpx.HTTPError as exc:
+                error = transport_error(exc, timeout)
+            except GenAgentError as exc:
+                error = exc
+            retry += 1
+            await asyncio.sleep(self._after_failure(method, path, error, retry, deadline))
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"AsyncGenAgentClient(base_url={self.settings.base_url!r})"
+
+
+def _check_transfer_id(transfer_id: Any) -> None:
+    if not isinstance(transfer_id, str) or not transfer_id.strip():
+        raise InvalidRequestError("the call transfer id must be a non-empty string")
+
+
+def _path_label(path: str) -> str:
+    return "call-transfers" if path == COLLECTION_PATH else "call-transfers/{id}"

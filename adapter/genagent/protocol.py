@@ -1,0 +1,102 @@
+"""The call-transfers API on the wire: paths, auth, and turning responses into results.
+
+Pure functions over httpx objects, shared by the sync and async clients.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Generator
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from adapter import __version__
+from adapter.config import Secret
+from adapter.genagent.errors import (
+    ApiConnectionError,
+    ApiTimeoutError,
+    MalformedResponseError,
+    TransportError,
+    error_for_status,
+)
+from adapter.genagent.models import CallTransfer, TransferStatus
+from adapter.genagent.requests import PhoneNumberTransferRequest, TransferRequest
+from adapter.genagent.retry import parse_retry_after
+
+COLLECTION_PATH = "/generativeagent/v1/call-transfers"
+USER_AGENT = f"genagent-adapter/{__version__}"
+
+
+def transfer_path(transfer_id: str) -> str:
+    """The path of one call transfer; the id is percent-encoded as a single segment."""
+    return f"{COLLECTION_PATH}/{quote(transfer_id, safe='')}"
+
+
+class AsappAuth(httpx.Auth):
+    """Adds the asapp-api-id / asapp-api-secret headers to each request.
+
+    Kept out of the client's default headers so that no repr of the client shows them.
+    """
+
+    def __init__(self, api_id: str, api_secret: Secret) -> None:
+        self._api_id = api_id
+        self._api_secret = api_secret
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["asapp-api-id"] = self._api_id
+        request.headers["asapp-api-secret"] = self._api_secret.reveal()
+        yield request
+
+    def __repr__(self) -> str:
+        return "AsappAuth(api_id=..., api_secret='***')"
+
+
+def interpret(response: httpx.Response) -> CallTransfer:
+    """A 2xx call transfer, or the ApiError / MalformedResponseError the response means."""
+    if response.status_code >= 400:
+        raise error_for_status(
+            response.status_code,
+            _json_or_none(response),
+            retry_after=parse_retry_after(response.headers.get("retry-after")),
+        )
+    if not 200 <= response.status_code < 300:
+        raise MalformedResponseError(
+            f"unexpected HTTP {response.status_code}", status=response.status_code
+        )
+    try:
+        data = json.loads(response.content)
+    except (ValueError, UnicodeDecodeError):
+        raise MalformedResponseError(
+            f"HTTP {response.status_code} with a body that is not JSON",
+            status=response.status_code,
+        ) from None
+    return CallTransfer.from_json(data)
+
+
+def check_created(request: TransferRequest, transfer: CallTransfer) -> CallTransfer:
+    """An ACTIVE PHONE_NUMBER transfer is useless without its number: say so plainly."""
+    if (
+        isinstance(request, PhoneNumberTransferRequest)
+        and transfer.status == TransferStatus.ACTIVE
+        and not transfer.transfer_number
+    ):
+        raise MalformedResponseError(
+            "call transfer: required field 'phoneNumber.transferNumber' is missing"
+        )
+    return transfer
+
+
+def transport_error(exc: httpx.HTTPError, timeout: float) -> TransportError:
+    """Map an httpx failure onto the client's hierarchy (without echoing any header)."""
+    if isinstance(exc, httpx.TimeoutException):
+        return ApiTimeoutError(f"no answer within {timeout:.2f} s ({type(exc).__name__})")
+    return ApiConnectionError(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return json.loads(response.content)
+    except (ValueError, UnicodeDecodeError):
+        return None
