@@ -48,7 +48,10 @@ class SandboxServer:
     def start(self) -> Self:
         """Serve on a daemon thread; returns at once, the socket already listening."""
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="genagent-sandbox", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},  # so that stop() returns promptly
+            name="genagent-sandbox",
+            daemon=True,
         )
         self._thread.start()
         return self

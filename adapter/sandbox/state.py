@@ -68,13 +68,25 @@ class SandboxConfig:
 
 
 @dataclass(slots=True)
-class FailRule:
-    """Answer the next ``count`` matching API requests with ``status``."""
+class Rule:
+    """A fault for the next ``count`` API requests of one kind (``on``: any, create, get)."""
 
-    status: int
     count: int
     on: str = "any"
+    status: int = 200
     retry_after: float | None = None
+    delay_ms: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """The rule as the control API shows it."""
+        body: dict[str, Any] = {"count": self.count, "on": self.on}
+        if self.status != 200:
+            body["status"] = self.status
+        if self.retry_after is not None:
+            body["retryAfter"] = self.retry_after
+        if self.delay_ms:
+            body["delayMs"] = self.delay_ms
+        return body
 
 
 @dataclass(slots=True)
@@ -83,19 +95,18 @@ class Faults:
 
     latency_ms: int = 0
     completion_lag_ms: int = 0
-    fail: list[FailRule] = field(default_factory=list)
-    malformed: list[FailRule] = field(default_factory=list)
+    fail: list[Rule] = field(default_factory=list)
+    malformed: list[Rule] = field(default_factory=list)
+    slow: list[Rule] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """The faults as the control API shows them."""
         return {
             "latencyMs": self.latency_ms,
             "completionLagMs": self.completion_lag_ms,
-            "fail": [
-                {"status": r.status, "count": r.count, "on": r.on, "retryAfter": r.retry_after}
-                for r in self.fail
-            ],
-            "malformed": [{"count": r.count, "on": r.on} for r in self.malformed],
+            "fail": [rule.to_json() for rule in self.fail],
+            "malformed": [rule.to_json() for rule in self.malformed],
+            "slow": [rule.to_json() for rule in self.slow],
         }
 
 
@@ -104,7 +115,7 @@ class InjectedFault:
     """What to do to one API request instead of (or on top of) serving it."""
 
     latency: float = 0.0
-    fail: FailRule | None = None
+    fail: Rule | None = None
     malformed: bool = False
 
 
@@ -317,10 +328,11 @@ class SandboxState:
             if "completionLagMs" in spec:
                 faults.completion_lag_ms = _non_negative_int(spec, "completionLagMs")
             if spec.get("fail") is not None:
-                faults.fail.append(_fail_rule(spec["fail"]))
+                faults.fail.append(_rule(spec["fail"], "fail", status=True))
             if spec.get("malformed") is not None:
-                rule = _fail_rule({"status": 200, **_mapping(spec["malformed"], "malformed")})
-                faults.malformed.append(rule)
+                faults.malformed.append(_rule(spec["malformed"], "malformed"))
+            if spec.get("slow") is not None:
+                faults.slow.append(_rule(spec["slow"], "slow", delay=True))
             return faults.to_json()
 
     def clear_faults(self) -> None:
@@ -332,8 +344,10 @@ class SandboxState:
         """The fault to apply to one API request (``create`` or ``get``), consuming counts."""
         with self._lock:
             faults = self.faults
+            slow = _consume(faults.slow, operation)
+            delay_ms = faults.latency_ms + (slow.delay_ms if slow else 0)
             return InjectedFault(
-                latency=faults.latency_ms / 1000.0,
+                latency=delay_ms / 1000.0,
                 fail=_consume(faults.fail, operation),
                 malformed=_consume(faults.malformed, operation) is not None,
             )
@@ -408,24 +422,31 @@ def _non_negative_int(spec: Mapping[str, Any], key: str) -> int:
     return value
 
 
-def _fail_rule(value: Any) -> FailRule:
-    spec = _mapping(value, "fail")
-    status = spec.get("status")
-    if not isinstance(status, int) or not 200 <= status <= 599:
-        raise SandboxError(400, "fail.status must be an HTTP status code")
-    count = spec.get("count", 1)
-    if not isinstance(count, int) or count < 1:
-        raise SandboxError(400, "count must be a positive integer")
-    on = spec.get("on", "any")
-    if on not in ("any", "create", "get"):
-        raise SandboxError(400, "on must be 'any', 'create' or 'get'")
-    retry_after = spec.get("retryAfter")
-    if retry_after is not None and (not isinstance(retry_after, int | float) or retry_after < 0):
-        raise SandboxError(400, "retryAfter must be a non-negative number of seconds")
-    return FailRule(status=status, count=count, on=on, retry_after=retry_after)
+def _rule(value: Any, name: str, *, status: bool = False, delay: bool = False) -> Rule:
+    spec = _mapping(value, name)
+    rule = Rule(count=spec.get("count", 1), on=spec.get("on", "any"))
+    if isinstance(rule.count, bool) or not isinstance(rule.count, int) or rule.count < 1:
+        raise SandboxError(400, f"{name}.count must be a positive integer")
+    if rule.on not in ("any", "create", "get"):
+        raise SandboxError(400, f"{name}.on must be 'any', 'create' or 'get'")
+    if status:
+        rule.status = spec.get("status")  # type: ignore[assignment]  # checked next
+        if not isinstance(rule.status, int) or not 400 <= rule.status <= 599:
+            raise SandboxError(400, f"{name}.status must be an HTTP error status (4xx or 5xx)")
+        retry_after = spec.get("retryAfter")
+        if retry_after is not None and (
+            isinstance(retry_after, bool)
+            or not isinstance(retry_after, int | float)
+            or retry_after < 0
+        ):
+            raise SandboxError(400, f"{name}.retryAfter must be a non-negative number")
+        rule.retry_after = retry_after
+    if delay:
+        rule.delay_ms = _non_negative_int(spec, "delayMs") if "delayMs" in spec else 0
+    return rule
 
 
-def _consume(rules: list[FailRule], operation: str) -> FailRule | None:
+def _consume(rules: list[Rule], operation: str) -> Rule | None:
     for rule in rules:
         if rule.on in ("any", operation):
             rule.count -= 1

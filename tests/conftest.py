@@ -1,0 +1,69 @@
+"""Shared fixtures: a real sandbox server on 127.0.0.1 and clients pointed at it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from adapter.config import GenAgentSettings, Secret
+from adapter.genagent import GenAgentClient, RetryPolicy
+from adapter.sandbox import SandboxConfig, SandboxServer
+
+API_ID = "sandbox-id"
+API_SECRET = "sandbox-secret-value"
+AUTH = {"asapp-api-id": API_ID, "asapp-api-secret": API_SECRET}
+FAST_RETRIES = RetryPolicy(rate_limited=(0.02, 0.04, 0.08), server_error=(0.01, 0.02, 0.04))
+
+
+@pytest.fixture
+def make_sandbox() -> Iterator[Callable[..., SandboxServer]]:
+    """Start sandboxes with a chosen SandboxConfig; all are stopped after the test."""
+    servers: list[SandboxServer] = []
+
+    def start(**config: Any) -> SandboxServer:
+        config.setdefault("api_id", API_ID)
+        config.setdefault("api_secret", API_SECRET)
+        server = SandboxServer(SandboxConfig(**config)).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def sandbox(make_sandbox: Callable[..., SandboxServer]) -> SandboxServer:
+    """A sandbox with default settings (60 s expiry, 100 numbers)."""
+    return make_sandbox()
+
+
+@pytest.fixture
+def raw(sandbox: SandboxServer) -> Iterator[httpx.Client]:
+    """Plain HTTP to the sandbox, for checking its API and driving its control endpoints."""
+    with httpx.Client(base_url=sandbox.url, timeout=5) as client:
+        yield client
+
+
+def settings_for(url: str, **overrides: Any) -> GenAgentSettings:
+    """Client settings pointing at ``url`` with the sandbox's credentials."""
+    values: dict[str, Any] = {
+        "base_url": url,
+        "api_id": API_ID,
+        "api_secret": Secret(API_SECRET),
+        "deadline": 5.0,
+        "attempt_timeout": 2.0,
+        "max_requests_per_second": 100,
+    }
+    values.update(overrides)
+    return GenAgentSettings(**values)
+
+
+@pytest.fixture
+def client(sandbox: SandboxServer) -> Iterator[GenAgentClient]:
+    """The real synchronous client, over loopback, against the sandbox."""
+    with GenAgentClient(settings_for(sandbox.url), policy=FAST_RETRIES) as ga:
+        yield ga
