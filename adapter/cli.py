@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from adapter import __version__
-from adapter.config import EnvReader
+from adapter.config import ConfigError, EnvReader
 from adapter.logs import configure_logging
 
 
@@ -83,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.log_level)
     try:
         code: int = args.run(args)
-    except ValueError as exc:  # bad settings: one clear line, no traceback
+    except (ConfigError, ValueError) as exc:  # bad settings: a clear message, no traceback
         print(f"genagent-adapter: {exc}", file=sys.stderr)
         return 2
     return code
