@@ -11,28 +11,13 @@ import json
 import logging
 import time
 import traceback
-from email.utils import format_datetime
 from datetime import UTC, datetime
+from email.utils import format_datetime
 from typing import Any
 from urllib.parse import unquote
 
 import httpx
 import pytest
-from genagent_helpers import (
-    API_ID,
-    COLLECTION_PATH,
-    DOC_REQUEST_ID,
-    DRIVERS,
-    FAST_POLICY,
-    NO_RETRY_POLICY,
-    SECRET_VALUE,
-    ScriptedHandler,
-    error_body,
-    fail,
-    make_settings,
-    reply,
-    transfer_body,
-)
 
 from adapter.genagent import (
     ApiConnectionError,
@@ -62,6 +47,21 @@ from adapter.genagent import (
 )
 from adapter.genagent.ratelimit import AsyncRateLimiter, RateLimiter, SlidingWindow
 from adapter.genagent.retry import parse_retry_after
+from tests.genagent_helpers import (
+    API_ID,
+    COLLECTION_PATH,
+    DOC_REQUEST_ID,
+    DRIVERS,
+    FAST_POLICY,
+    NO_RETRY_POLICY,
+    SECRET_VALUE,
+    ScriptedHandler,
+    error_body,
+    fail,
+    make_settings,
+    reply,
+    transfer_body,
+)
 
 PHONE_REQUEST = PhoneNumberTransferRequest(
     id="t-1",
@@ -253,14 +253,6 @@ def test_get_percent_encodes_the_id_as_one_path_segment(connect, transfer_id, ra
     assert sent.url.query == b""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: transfer_path() leaves '.' and '..' unescaped, httpx removes them as dot "
-        "segments, so get_transfer('..') sends GET /generativeagent/v1 and "
-        "get_transfer('.') sends GET /generativeagent/v1/call-transfers"
-    ),
-)
 @pytest.mark.parametrize("transfer_id", ["..", "."])
 def test_dot_segment_ids_stay_inside_the_collection(connect, transfer_id):
     handler = ScriptedHandler(reply(200, transfer_body(transfer_id=transfer_id)))
@@ -300,9 +292,7 @@ ERROR_PARAMS = [
 
 
 @pytest.mark.parametrize(("operation", "status", "error_class", "code", "message"), ERROR_PARAMS)
-def test_error_status_maps_to_its_exception(
-    connect, operation, status, error_class, code, message
-):
+def test_error_status_maps_to_its_exception(connect, operation, status, error_class, code, message):
     handler = ScriptedHandler(reply(status, error_body(code, message)))
     driver = connect(handler, policy=NO_RETRY_POLICY)
 
@@ -1047,3 +1037,11 @@ def test_clients_work_as_context_managers():
 
     assert asyncio.run(use_async()).status is TransferStatus.COMPLETED
     assert handler.count == 2
+
+
+def test_a_deadline_already_spent_sends_nothing(connect):
+    handler = ScriptedHandler(reply(200, transfer_body()))
+    driver = connect(handler)
+    with pytest.raises(ApiTimeoutError):
+        driver.get("t-1", deadline=0)
+    assert handler.count == 0

@@ -200,7 +200,7 @@ def _input_context(value: Any) -> InputContext | None:
     if value is None:
         return None
     obj = _object(value, "inputContext")
-    variables_key = "inputVariables" if "inputVariables" in obj else "variables"
+    variables_key = "inputVariables" if obj.get("inputVariables") is not None else "variables"
     return InputContext(
         task_name=_optional_str(obj, "taskName", "inputContext.taskName"),
         input_variables=_variables(obj.get(variables_key), f"inputContext.{variables_key}"),
@@ -273,7 +273,7 @@ def _object(value: Any, name: str) -> Mapping[str, Any]:
 
 def _required_str(obj: Mapping[str, Any], key: str) -> str:
     value = obj.get(key)
-    if value is None or value == "":
+    if value is None or (isinstance(value, str) and not value.strip()):
         raise MalformedResponseError(f"call transfer: required field {key!r} is missing")
     if not isinstance(value, str):
         raise MalformedResponseError(f"call transfer: field {key!r} must be a string")

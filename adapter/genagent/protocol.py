@@ -31,7 +31,10 @@ USER_AGENT = f"genagent-adapter/{__version__}"
 
 def transfer_path(transfer_id: str) -> str:
     """The path of one call transfer; the id is percent-encoded as a single segment."""
-    return f"{COLLECTION_PATH}/{quote(transfer_id, safe='')}"
+    segment = quote(transfer_id, safe="")
+    if segment in (".", ".."):  # a dot segment would be resolved away by the URL parser
+        segment = segment.replace(".", "%2E")
+    return f"{COLLECTION_PATH}/{segment}"
 
 
 class AsappAuth(httpx.Auth):

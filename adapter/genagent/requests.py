@@ -218,7 +218,8 @@ def _country(value: Any) -> str:
 
 
 def _check_size(body: Mapping[str, Any]) -> None:
-    size = len(json.dumps(body, separators=(",", ":")).encode())
+    # Measured as httpx sends it: compact UTF-8 JSON.
+    size = len(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode())
     if size > MAX_BODY_BYTES:
         raise InvalidRequestError(
             f"the request body would be {size} bytes; the limit is {MAX_BODY_BYTES}"

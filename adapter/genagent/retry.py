@@ -36,9 +36,7 @@ class Deadline:
 
     @classmethod
     def after(cls, seconds: float, clock: Clock = time.monotonic) -> Deadline:
-        """The deadline ``seconds`` from now."""
-        if seconds <= 0:
-            raise ValueError("a deadline must be in the future")
+        """The deadline ``seconds`` from now (zero or less: already expired)."""
         return cls(clock() + seconds, clock)
 
     def remaining(self) -> float:
