@@ -23,11 +23,17 @@ def _sandbox(args: argparse.Namespace) -> int:
         api_id=args.api_id or env.text("SANDBOX_API_ID"),
         api_secret=args.api_secret or env.text("SANDBOX_API_SECRET"),
     )
-    server = SandboxServer(config, host=args.host, port=args.port)
+    server = SandboxServer(config, host=args.host, port=args.port, quiet=False)
     print(f"GenerativeAgent sandbox on {server.url} (Ctrl-C to stop)", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
     return 0
+
+
+def _demo(_args: argparse.Namespace) -> int:
+    from adapter.demo.run import run_demo
+
+    return run_demo(sys.stdout)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING... (default: $LOG_LEVEL or INFO)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser(
+        "demo", help="play whole calls through the adapter against the sandbox (no credentials)"
+    )
+    demo.set_defaults(run=_demo)
 
     sandbox = commands.add_parser(
         "sandbox", help="run a local emulator of the GenerativeAgent call-transfers API"

@@ -124,6 +124,19 @@ class EnvReader:
             return default
         return number
 
+    def boolean(self, name: str, default: bool) -> bool:
+        """true/false, yes/no, on/off or 1/0."""
+        value = self._raw(name)
+        if value is None:
+            return default
+        lowered = value.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        self.problems.append(f"{name} must be true or false, got {value[:40]!r}")
+        return default
+
     def check(self) -> None:
         """Raise ConfigError listing every problem found so far."""
         if self.problems:

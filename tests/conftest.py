@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -11,6 +12,9 @@ import pytest
 from adapter.config import GenAgentSettings, Secret
 from adapter.genagent import GenAgentClient, RetryPolicy
 from adapter.sandbox import SandboxConfig, SandboxServer
+
+if TYPE_CHECKING:
+    from tests.twilio_stack import Stack
 
 API_ID = "sandbox-id"
 API_SECRET = "sandbox-secret-value"
@@ -67,3 +71,30 @@ def client(sandbox: SandboxServer) -> Iterator[GenAgentClient]:
     """The real synchronous client, over loopback, against the sandbox."""
     with GenAgentClient(settings_for(sandbox.url), policy=FAST_RETRIES) as ga:
         yield ga
+
+
+@pytest.fixture
+def stack(sandbox: SandboxServer, tmp_path: Path) -> Iterator[Stack]:
+    """The Twilio front on a real socket: agent +15550100, SYSTEM back to an IVR URL."""
+    from tests.twilio_stack import start_stack, stop_stack
+
+    running = start_stack(sandbox, tmp_path)
+    yield running
+    stop_stack(running)
+
+
+@pytest.fixture
+def make_stack(sandbox: SandboxServer, tmp_path: Path) -> Iterator[Callable[..., Stack]]:
+    """Build Twilio fronts with other settings (keyword arguments of TwilioSettings)."""
+    from tests.twilio_stack import start_stack, stop_stack
+
+    stacks: list[Stack] = []
+
+    def make(**twilio: Any) -> Stack:
+        running = start_stack(sandbox, tmp_path, f"calls-{len(stacks)}.sqlite3", **twilio)
+        stacks.append(running)
+        return running
+
+    yield make
+    for running in stacks:
+        stop_stack(running)

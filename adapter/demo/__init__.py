@@ -1,0 +1,1 @@
+"""The one-command demo and the Twilio call simulator it (and the tests) use."""

@@ -1,0 +1,282 @@
+"""A Twilio call simulator: plays calls against the adapter the way Twilio does.
+
+It sends signed form POSTs with Twilio's parameter names, follows the TwiML it gets
+back (Say, Dial with its action callback, Redirect, Enqueue, Hangup) and, when a
+transfer number is dialed, plays GenerativeAgent's side through the sandbox's control
+endpoints. The demo and the end-to-end tests both drive the real app with it.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import urlencode, urljoin, urlsplit
+
+import httpx
+from twilio.request_validator import RequestValidator
+
+Answer = Literal["agent", "no-answer", "busy", "failed", "expired"]
+Ending = Literal["agent-completes", "caller-hangs-up"]
+
+
+@dataclass(frozen=True, slots=True)
+class AgentLeg:
+    """What happens when the adapter dials one transfer number."""
+
+    answer: Answer = "agent"
+    ending: Ending = "agent-completes"
+    output: dict[str, Any] = field(default_factory=lambda: {"transferType": "SYSTEM"})
+    talk_seconds: int = 42
+
+
+@dataclass(frozen=True, slots=True)
+class CallScript:
+    """One simulated caller: the legs to play, and the hand-off's query string."""
+
+    legs: tuple[AgentLeg, ...] = (AgentLeg(),)
+    query: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    hang_up_before_answer: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One line of a call's timeline."""
+
+    at: float  # seconds since the call started
+    actor: str
+    text: str
+
+
+@dataclass(slots=True)
+class CallResult:
+    """What the caller experienced, and what Twilio would have seen."""
+
+    call_sid: str
+    started_at: float = field(default_factory=time.time)
+    events: list[Event] = field(default_factory=list)
+    dialed: list[str] = field(default_factory=list)
+    said: list[str] = field(default_factory=list)
+    documents: list[ET.Element] = field(default_factory=list)
+    final: str = ""
+    final_verb: str = ""
+    final_target: str = ""
+    statuses: list[int] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Call:
+    """One call in progress."""
+
+    result: CallResult
+    legs: list[AgentLeg]
+    caller_gone: bool = False
+    started: float = field(default_factory=time.monotonic)
+
+    def log(self, actor: str, text: str) -> None:
+        self.result.events.append(Event(time.monotonic() - self.started, actor, text))
+
+
+class TwilioSimulator:
+    """Plays scripted calls against ``app_url``, with the sandbox at ``sandbox_url``."""
+
+    def __init__(
+        self,
+        app_url: str,
+        sandbox_url: str,
+        auth_token: str,
+        *,
+        http: httpx.Client | None = None,
+        voice_path: str = "/twilio/voice",
+    ) -> None:
+        self.app_url = app_url.rstrip("/")
+        self.sandbox_url = sandbox_url.rstrip("/")
+        self.voice_path = voice_path
+        self._validator = RequestValidator(auth_token)
+        self._http = http or httpx.Client(timeout=30)
+
+    def close(self) -> None:
+        """Close the HTTP client."""
+        self._http.close()
+
+    # --- calls ---------------------------------------------------------------------------
+
+    def play(self, script: CallScript, call_sid: str | None = None) -> CallResult:
+        """Play one call to its end and return what happened."""
+        call = _Call(CallResult(call_sid=call_sid or "CA" + uuid.uuid4().hex), list(script.legs))
+        base = self._base_params(call.result.call_sid) | script.params
+        url: str | None = f"{self.app_url}{self.voice_path}"
+        if script.query:
+            url = f"{url}?{urlencode(script.query)}"
+        params = base | {"CallStatus": "ringing"}
+        call.log("twilio", "incoming call")
+        if script.hang_up_before_answer:
+            call.caller_gone = True
+            self.status_callback(call)
+        while url is not None:
+            document = self._post(url, params, call)
+            if document is None or call.caller_gone:
+                break  # Twilio ignores TwiML answered after the caller left
+            call.result.documents.append(document)
+            url, extra = self._execute(document, url, call)
+            params = base | extra
+        if call.caller_gone and not call.result.final:
+            call.result.final = "the caller hung up"
+        if not script.hang_up_before_answer:
+            self.status_callback(call)
+        return call.result
+
+    def _execute(
+        self, document: ET.Element, url: str, call: _Call
+    ) -> tuple[str | None, dict[str, str]]:
+        """Run one TwiML document; returns the next request Twilio makes, if any."""
+        for verb in document:
+            if verb.tag == "Say":
+                call.result.said.append(verb.text or "")
+                call.log("caller", f"hears: {verb.text!r}")
+            elif verb.tag == "Dial" and verb.get("action"):
+                number = (verb.findtext("Number") or "").strip()
+                call.result.dialed.append(number)
+                call.log("twilio", f"dials {number}, ringing up to {verb.get('timeout')} s")
+                leg = call.legs.pop(0) if call.legs else AgentLeg(answer="no-answer")
+                dial = self._play_leg(leg, number, call)
+                call.caller_gone = dial["CallStatus"] == "completed"
+                return urljoin(url, verb.get("action", "")), dial
+            elif verb.tag == "Redirect":
+                target = urljoin(url, (verb.text or "").strip())
+                if target.startswith(self.app_url):
+                    return target, {"CallStatus": "in-progress"}
+                self._finish(call, "Redirect", target, f"returned to the IVR: {target}")
+                return None, {}
+            elif verb.tag in ("Dial", "Enqueue"):
+                target = _destination(verb)
+                self._finish(call, verb.tag, target, f"connected to {target}")
+                return None, {}
+            elif verb.tag == "Hangup":
+                self._finish(call, "Hangup", "", "the adapter hung up")
+                return None, {}
+        self._finish(call, "", "", "the TwiML ended: Twilio hangs up")
+        return None, {}
+
+    def status_callback(self, call: _Call, status: str = "completed") -> None:
+        """POST /twilio/status as Twilio does when the call ends."""
+        url = f"{self.app_url}/twilio/status"
+        params = self._base_params(call.result.call_sid) | {"CallStatus": status}
+        call.log("twilio", f"POST {_path(url)} CallStatus={status}")
+        call.result.statuses.append(self._signed_post(url, params).status_code)
+
+    # --- the GenerativeAgent side ------------------------------------------------------
+
+    def _play_leg(self, leg: AgentLeg, number: str, call: _Call) -> dict[str, str]:
+        """Play one dial of a transfer number; returns the action callback's parameters."""
+        if leg.answer == "expired":
+            self._expire_number(number)
+            call.log("agent", "the transfer number expired before it was dialed")
+        if leg.answer in ("no-answer", "busy", "failed"):
+            call.log("agent", f"the number does not connect ({leg.answer})")
+            return {"DialCallStatus": leg.answer, "CallStatus": "in-progress"}
+        connected = self._http.post(
+            f"{self.sandbox_url}/sandbox/calls", json={"transferNumber": number}
+        )
+        if connected.status_code == 404:
+            call.log("agent", "the number is not in service")
+            return {"DialCallStatus": "failed", "CallStatus": "in-progress"}
+        connected.raise_for_status()
+        transfer_id = connected.json()["id"]
+        call.log("agent", f"GenerativeAgent answers (transfer {transfer_id})")
+        dial = {
+            "DialCallStatus": "completed",
+            "DialCallSid": "CA" + uuid.uuid4().hex,
+            "DialCallDuration": str(leg.talk_seconds),
+            "DialBridged": "true",
+        }
+        control = f"{self.sandbox_url}/sandbox/transfers/{transfer_id}"
+        if leg.ending == "caller-hangs-up":
+            self._http.post(f"{control}/caller-hangup").raise_for_status()
+            call.log("caller", "hangs up while talking to GenerativeAgent")
+            return dial | {"CallStatus": "completed"}
+        self._http.post(f"{control}/complete", json=leg.output).raise_for_status()
+        call.log(
+            "agent", f"GenerativeAgent hangs up: transferType {leg.output.get('transferType')}"
+        )
+        return dial | {"CallStatus": "in-progress"}
+
+    def _expire_number(self, number: str) -> None:
+        transfers = self._http.get(f"{self.sandbox_url}/sandbox/transfers").json()["transfers"]
+        for transfer in transfers:
+            phone = transfer.get("phoneNumber") or {}
+            if transfer["status"] == "ACTIVE" and phone.get("transferNumber") == number:
+                expire = f"{self.sandbox_url}/sandbox/transfers/{transfer['id']}/expire"
+                self._http.post(expire).raise_for_status()
+
+    # --- HTTP as Twilio speaks it ------------------------------------------------------
+
+    def _post(self, url: str, params: dict[str, str], call: _Call) -> ET.Element | None:
+        extra = "".join(
+            f" {key}={params[key]}" for key in ("DialCallStatus", "CallStatus") if key in params
+        )
+        call.log("twilio", f"POST {_path(url)}{extra}")
+        started = time.monotonic()
+        response = self._signed_post(url, params)
+        call.result.statuses.append(response.status_code)
+        took = (time.monotonic() - started) * 1000
+        if response.status_code != 200:
+            call.log("caller", f"hears an application error (HTTP {response.status_code})")
+            call.result.final = f"application error (HTTP {response.status_code})"
+            return None
+        # The adapter's own answer over loopback, not untrusted input.
+        document = ET.fromstring(response.content)  # noqa: S314
+        verbs = ", ".join(_describe(v) for v in document) or "(empty)"
+        call.log("adapter", f"answers in {took:.0f} ms: {verbs}")
+        return document
+
+    def _signed_post(self, url: str, params: dict[str, str]) -> httpx.Response:
+        signature = self._validator.compute_signature(url, params)
+        return self._http.post(url, data=params, headers={"X-Twilio-Signature": signature})
+
+    @staticmethod
+    def _base_params(sid: str) -> dict[str, str]:
+        return {
+            "AccountSid": "AC" + "0" * 32,
+            "ApiVersion": "2010-04-01",
+            "CallSid": sid,
+            "Direction": "inbound",
+            "From": "+15551230001",
+            "To": "+15559870000",
+            "Caller": "+15551230001",
+            "Called": "+15559870000",
+            "FromCountry": "US",
+            "ToCountry": "US",
+        }
+
+    @staticmethod
+    def _finish(call: _Call, verb: str, target: str, text: str) -> None:
+        call.result.final_verb, call.result.final_target, call.result.final = verb, target, text
+        call.log("caller", text)
+
+
+def _destination(verb: ET.Element) -> str:
+    if verb.tag == "Enqueue":
+        task = verb.findtext("Task")
+        queue = (verb.text or "").strip() or f"workflow {verb.get('workflowSid')}"
+        return f"queue {queue}" + (f" with task {task}" if task else "")
+    for noun in verb:
+        if noun.tag == "Client":
+            return f"client {noun.findtext('Identity')}"
+        return f"{noun.tag.lower()} {(noun.text or '').strip()}"
+    return (verb.text or "").strip()
+
+
+def _describe(verb: ET.Element) -> str:
+    if verb.tag == "Dial":
+        nouns = [n.tag for n in verb]
+        return f"Dial[{', '.join(nouns)}]" + (" with action" if verb.get("action") else "")
+    return verb.tag
+
+
+def _path(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")

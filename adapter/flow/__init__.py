@@ -1,0 +1,40 @@
+"""The platform-neutral hand-off: request -> dial -> disconnect -> fetch -> route.
+
+Knows nothing of Flask, TwiML or AMI; the Twilio and Asterisk fronts drive it.
+"""
+
+from adapter.flow.engine import TransferFlow
+from adapter.flow.model import (
+    Attempt,
+    CallRecord,
+    CallStart,
+    Dial,
+    DialResult,
+    Hangup,
+    Outcome,
+    Phase,
+    Route,
+    RouteKind,
+    Step,
+)
+from adapter.flow.policy import FlowPolicy
+from adapter.flow.routing import RouteContext, Router, load_router
+
+__all__ = [
+    "Attempt",
+    "CallRecord",
+    "CallStart",
+    "Dial",
+    "DialResult",
+    "FlowPolicy",
+    "Hangup",
+    "Outcome",
+    "Phase",
+    "Route",
+    "RouteContext",
+    "RouteKind",
+    "Router",
+    "Step",
+    "TransferFlow",
+    "load_router",
+]

@@ -1,0 +1,254 @@
+"""What the transfer flow knows about a call, and what it tells a front to do.
+
+Records are plain data that round-trip through JSON, so any store can keep them and
+any process can pick a call up where another left it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Phase(StrEnum):
+    """Where a call is in the hand-off."""
+
+    DIALING = "dialing"  # a transfer number was handed to the front to dial
+    ROUTED = "routed"  # the caller was sent on: agent, IVR or fallback
+    ENDED = "ended"  # the caller is gone
+
+
+class Outcome(StrEnum):
+    """How one attempt, or a whole call, ended. Kept distinct on purpose: each means
+    something different to whoever reads the call records."""
+
+    AGENT_RETURNED = "agent-returned"
+    CALLER_HUNG_UP = "caller-hung-up"
+    NO_ANSWER = "no-answer"
+    BUSY = "busy"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    API_ERROR = "api-error"
+    FALLBACK = "fallback"
+
+
+class DialResult(StrEnum):
+    """How a front saw the dial of a transfer number end."""
+
+    AGENT_DISCONNECTED = "agent-disconnected"  # bridged, then the far side hung up
+    CALLER_HUNG_UP = "caller-hung-up"
+    NO_ANSWER = "no-answer"
+    BUSY = "busy"
+    FAILED = "failed"  # unreachable, congestion, channel unavailable
+
+
+class RouteKind(StrEnum):
+    """Where the caller goes after GenerativeAgent."""
+
+    AGENT = "agent"
+    SYSTEM = "system"
+    FALLBACK = "fallback"
+
+
+@dataclass(frozen=True, slots=True)
+class CallStart:
+    """What a front knows when a caller is handed over."""
+
+    call_id: str
+    conversation_id: str
+    country: str
+    task_name: str | None = None
+    input_variables: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A routing decision. ``destination`` overrides the configured one for AGENT."""
+
+    kind: RouteKind
+    reason: str = ""
+    transfer_type: str | None = None
+    current_task_name: str | None = None
+    transfer_variables: dict[str, str] = field(default_factory=dict)
+    reference_variables: dict[str, str] = field(default_factory=dict)
+    transfer_id: str | None = None
+    destination: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data for the store."""
+        return {
+            "kind": self.kind.value,
+            "reason": self.reason,
+            "transferType": self.transfer_type,
+            "currentTaskName": self.current_task_name,
+            "transferVariables": dict(self.transfer_variables),
+            "referenceVariables": dict(self.reference_variables),
+            "transferId": self.transfer_id,
+            "destination": self.destination,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Route:
+        """Inverse of to_json."""
+        return cls(
+            kind=RouteKind(data["kind"]),
+            reason=data.get("reason", ""),
+            transfer_type=data.get("transferType"),
+            current_task_name=data.get("currentTaskName"),
+            transfer_variables=dict(data.get("transferVariables") or {}),
+            reference_variables=dict(data.get("referenceVariables") or {}),
+            transfer_id=data.get("transferId"),
+            destination=data.get("destination"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Dial:
+    """Dial ``number`` for at most ``timeout`` seconds of ringing."""
+
+    attempt: int
+    transfer_id: str
+    number: str
+    timeout: int
+
+
+@dataclass(frozen=True, slots=True)
+class Hangup:
+    """The caller is gone: do nothing more."""
+
+
+Step = Dial | Route | Hangup
+
+
+def step_to_json(step: Step) -> dict[str, Any]:
+    """Plain data for the store."""
+    if isinstance(step, Dial):
+        return {
+            "step": "dial",
+            "attempt": step.attempt,
+            "transferId": step.transfer_id,
+            "number": step.number,
+            "timeout": step.timeout,
+        }
+    if isinstance(step, Route):
+        return {"step": "route", **step.to_json()}
+    return {"step": "hangup"}
+
+
+def step_from_json(data: dict[str, Any]) -> Step:
+    """Inverse of step_to_json."""
+    kind = data.get("step")
+    if kind == "dial":
+        return Dial(data["attempt"], data["transferId"], data["number"], data["timeout"])
+    if kind == "route":
+        return Route.from_json(data)
+    return Hangup()
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One call transfer requested for the call, and how its dial ended."""
+
+    number: int
+    transfer_id: str
+    transfer_number: str | None = None
+    expire_at: str | None = None  # ISO 8601, as the API gave it
+    outcome: Outcome | None = None
+    detail: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data for the store."""
+        return {
+            "number": self.number,
+            "transferId": self.transfer_id,
+            "transferNumber": self.transfer_number,
+            "expireAt": self.expire_at,
+            "outcome": self.outcome.value if self.outcome else None,
+            "detail": self.detail,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Attempt:
+        """Inverse of to_json."""
+        outcome = data.get("outcome")
+        return cls(
+            number=data["number"],
+            transfer_id=data["transferId"],
+            transfer_number=data.get("transferNumber"),
+            expire_at=data.get("expireAt"),
+            outcome=Outcome(outcome) if outcome else None,
+            detail=data.get("detail", ""),
+        )
+
+
+@dataclass(slots=True)
+class CallRecord:
+    """Everything the flow keeps about one call, keyed by the platform's call id."""
+
+    call_id: str
+    conversation_id: str
+    country: str
+    task_name: str | None = None
+    input_variables: dict[str, str] = field(default_factory=dict)
+    phase: Phase = Phase.DIALING
+    outcome: Outcome | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    route: Route | None = None
+    # The step answered to each front event ("start", "dial-1", ...): a redelivered
+    # webhook gets the same answer, and nothing is requested or dialed twice.
+    steps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    timeline: list[tuple[float, str, str]] = field(default_factory=list)
+    created_at: float = field(default_factory=time.time)
+
+    @property
+    def ended(self) -> bool:
+        """True once the caller is gone."""
+        return self.phase is Phase.ENDED
+
+    @property
+    def current(self) -> Attempt | None:
+        """The latest attempt, if any."""
+        return self.attempts[-1] if self.attempts else None
+
+    def note(self, event: str, detail: str = "") -> None:
+        """Add a timeline entry (no caller data or phone numbers in ``detail``)."""
+        self.timeline.append((time.time(), event, detail))
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data for the store."""
+        return {
+            "callId": self.call_id,
+            "conversationId": self.conversation_id,
+            "country": self.country,
+            "taskName": self.task_name,
+            "inputVariables": self.input_variables,
+            "phase": self.phase.value,
+            "outcome": self.outcome.value if self.outcome else None,
+            "attempts": [a.to_json() for a in self.attempts],
+            "route": self.route.to_json() if self.route else None,
+            "steps": self.steps,
+            "timeline": [list(entry) for entry in self.timeline],
+            "createdAt": self.created_at,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CallRecord:
+        """Inverse of to_json."""
+        outcome = data.get("outcome")
+        route = data.get("route")
+        return cls(
+            call_id=data["callId"],
+            conversation_id=data["conversationId"],
+            country=data["country"],
+            task_name=data.get("taskName"),
+            input_variables=dict(data.get("inputVariables") or {}),
+            phase=Phase(data["phase"]),
+            outcome=Outcome(outcome) if outcome else None,
+            attempts=[Attempt.from_json(a) for a in data.get("attempts", [])],
+            route=Route.from_json(route) if route else None,
+            steps=dict(data.get("steps") or {}),
+            timeline=[(float(t), str(e), str(d)) for t, e, d in data.get("timeline", [])],
+            created_at=float(data.get("createdAt", time.time())),
+        )

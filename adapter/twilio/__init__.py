@@ -1,0 +1,1 @@
+"""The Twilio Programmable Voice front: webhooks in, TwiML out."""

@@ -1,0 +1,158 @@
+"""Flow steps as TwiML, built with twilio's VoiceResponse (never hand-written XML)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from twilio.twiml.voice_response import VoiceResponse
+
+from adapter.flow import Dial, Hangup, Route, RouteKind, Step
+from adapter.twilio.settings import Destination, DestinationKind, TwilioSettings
+
+log = logging.getLogger("adapter.twilio")
+
+DIAL_RESULT_PATH = "/twilio/dial-result"
+# Twilio's limit on custom SIP headers; variables past it are dropped, transfer ones last.
+SIP_HEADER_BUDGET = 1024
+_HEADER_TOKEN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def action_url(attempt: int) -> str:
+    """Where Twilio reports how the dial of ``attempt`` ended (relative to the webhook)."""
+    return f"{DIAL_RESULT_PATH}?{urlencode({'attempt': attempt})}"
+
+
+class TwimlRenderer:
+    """Turns flow steps into TwiML documents for one deployment's settings."""
+
+    def __init__(self, settings: TwilioSettings) -> None:
+        self.settings = settings
+
+    def render(self, step: Step) -> str:
+        """The TwiML document for ``step``."""
+        response = VoiceResponse()
+        if isinstance(step, Dial):
+            self._dial_agent_number(response, step)
+        elif isinstance(step, Hangup):
+            response.hangup()
+        elif step.kind is RouteKind.SYSTEM:
+            self._system(response, step)
+        else:
+            if step.kind is RouteKind.FALLBACK and self.settings.fallback_say:
+                response.say(self.settings.fallback_say)
+            self._to_agent(response, step)
+        return str(response)
+
+    def _dial_agent_number(self, response: VoiceResponse, step: Dial) -> None:
+        # answerOnBridge: the caller hears ringing until GenerativeAgent answers, and
+        # the caller's leg stays ours (supervised) because an action URL follows the dial.
+        options: dict[str, object] = {
+            "action": action_url(step.attempt),
+            "method": "POST",
+            "timeout": step.timeout,
+            "answer_on_bridge": True,
+        }
+        if self.settings.hangup_on_star:
+            options["hangup_on_star"] = True
+        if self.settings.agent_time_limit:
+            options["time_limit"] = self.settings.agent_time_limit
+        response.dial(**options).number(step.number)
+
+    def _system(self, response: VoiceResponse, route: Route) -> None:
+        url = self.settings.system_return_url
+        if not url:
+            if self.settings.goodbye_say:
+                response.say(self.settings.goodbye_say)
+            response.hangup()
+            return
+        params = [("transferType", route.transfer_type or "SYSTEM")]
+        if route.current_task_name:
+            params.append(("currentTaskName", route.current_task_name))
+        params += [(f"tv_{k}", v) for k, v in route.transfer_variables.items()]
+        params += [(f"rv_{k}", v) for k, v in route.reference_variables.items()]
+        response.redirect(_with_query(url, params), method="POST")
+
+    def _to_agent(self, response: VoiceResponse, route: Route) -> None:
+        destination = self.settings.agent_destination
+        if route.destination:
+            try:
+                destination = Destination.parse(route.destination)
+            except ValueError:
+                log.error("router chose an invalid destination; using AGENT_DESTINATION")
+        if destination.kind is DestinationKind.QUEUE:
+            self._enqueue(response, destination.value, route)
+            return
+        dial = response.dial(answer_on_bridge=True)
+        if destination.kind is DestinationKind.NUMBER:
+            dial.number(destination.value)
+        elif destination.kind is DestinationKind.SIP:
+            dial.sip(_sip_with_headers(destination.value, route))
+        else:
+            client = dial.client()
+            client.identity(destination.value)
+            for name, value in _agent_parameters(route):
+                client.parameter(name=name, value=value)
+
+    def _enqueue(self, response: VoiceResponse, queue: str, route: Route) -> None:
+        if not self.settings.workflow_sid:
+            response.enqueue(queue)
+            return
+        attributes = {
+            "queue": queue,
+            "transferType": route.transfer_type,
+            "currentTaskName": route.current_task_name,
+            "transferVariables": route.transfer_variables,
+            "referenceVariables": route.reference_variables,
+            "fallbackReason": route.reason if route.kind is RouteKind.FALLBACK else None,
+        }
+        enqueue = response.enqueue(None, workflow_sid=self.settings.workflow_sid)
+        enqueue.task(json.dumps({k: v for k, v in attributes.items() if v}, sort_keys=True))
+
+
+def _agent_parameters(route: Route) -> list[tuple[str, str]]:
+    params: list[tuple[str, str]] = []
+    if route.transfer_type:
+        params.append(("transferType", route.transfer_type))
+    if route.current_task_name:
+        params.append(("currentTaskName", route.current_task_name))
+    params += [(f"tv_{k}", v) for k, v in route.transfer_variables.items()]
+    params += [(f"rv_{k}", v) for k, v in route.reference_variables.items()]
+    return params
+
+
+def _sip_with_headers(uri: str, route: Route) -> str:
+    """The SIP URI with X-GA-* headers, within Twilio's custom-header budget."""
+    headers: list[tuple[str, str]] = []
+    if route.transfer_type:
+        headers.append(("X-GA-transferType", route.transfer_type))
+    if route.current_task_name:
+        headers.append(("X-GA-currentTaskName", route.current_task_name))
+    headers += [(f"X-GA-tv-{k}", v) for k, v in route.transfer_variables.items()]
+    headers += [(f"X-GA-rv-{k}", v) for k, v in route.reference_variables.items()]
+    kept: list[tuple[str, str]] = []
+    used = 0
+    for name, value in headers:
+        if not _HEADER_TOKEN.match(name.removeprefix("X-GA-")):
+            continue
+        size = len(urlencode([(name, value)])) + 1
+        if used + size > SIP_HEADER_BUDGET:
+            log.warning(
+                "SIP headers over %d characters: %d dropped",
+                SIP_HEADER_BUDGET,
+                len(headers) - len(kept),
+            )
+            break
+        kept.append((name, value))
+        used += size
+    if not kept:
+        return uri
+    return f"{uri}{'&' if '?' in uri else '?'}{urlencode(kept)}"
+
+
+def _with_query(url: str, params: list[tuple[str, str]]) -> str:
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True) + params
+    return urlunsplit(parts._replace(query=urlencode(query)))

@@ -1,0 +1,141 @@
+"""The Twilio webhooks: voice (hand-off), dial result (action URL), call status.
+
+Every signed request gets valid TwiML within the flow's budget, whatever the
+GenerativeAgent API or the store does: on any failure the caller goes to the
+fallback destination, never to Twilio's "application error".
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from flask import Blueprint, Response, abort, current_app, request
+from werkzeug.datastructures import MultiDict
+
+from adapter.flow import CallStart, DialResult, Step, TransferFlow
+from adapter.flow.routing import fallback
+from adapter.genagent.countries import ISO_3166_ALPHA2
+from adapter.twilio.settings import TwilioSettings
+from adapter.twilio.signature import SignatureChecker
+from adapter.twilio.twiml import TwimlRenderer
+
+log = logging.getLogger("adapter.twilio")
+
+twilio = Blueprint("twilio", __name__, url_prefix="/twilio")
+
+# Parent-call statuses meaning the caller is gone.
+_CALLER_GONE = {"completed", "canceled", "busy", "failed", "no-answer"}
+_DIAL_FAILURES = {
+    "busy": DialResult.BUSY,
+    "no-answer": DialResult.NO_ANSWER,
+    "failed": DialResult.FAILED,
+    "canceled": DialResult.FAILED,
+}
+
+
+class TwilioFront:
+    """What the blueprint needs at request time, built once by the app factory."""
+
+    def __init__(self, settings: TwilioSettings, flow: TransferFlow) -> None:
+        self.settings = settings
+        self.flow = flow
+        self.signatures = SignatureChecker(settings.auth_token, settings.public_base_url)
+        self.renderer = TwimlRenderer(settings)
+
+
+def front() -> TwilioFront:
+    """The Twilio front of the app serving this request."""
+    found: TwilioFront = current_app.extensions["genagent_twilio"]
+    return found
+
+
+def classify_dial(form: MultiDict[str, str]) -> DialResult:
+    """How the dial ended, from Twilio's DialCallStatus and the parent CallStatus."""
+    if form.get("CallStatus", "").lower() in _CALLER_GONE:
+        return DialResult.CALLER_HUNG_UP
+    status = form.get("DialCallStatus", "").lower()
+    if status in ("completed", "answered"):
+        return DialResult.AGENT_DISCONNECTED
+    return _DIAL_FAILURES.get(status, DialResult.FAILED)
+
+
+@twilio.before_request
+def _check_signature() -> None:
+    if not front().signatures.is_valid(request):
+        log.warning("rejected a request to %s: missing or invalid X-Twilio-Signature", request.path)
+        abort(403)
+
+
+def _call_sid() -> str:
+    call_sid = request.form.get("CallSid", "")
+    if not call_sid:
+        abort(400, "CallSid is required")
+    return call_sid
+
+
+def _answer(call_sid: str, event: str, decide: Callable[[], Step]) -> Response:
+    """Run the flow and answer TwiML; any failure becomes the fallback route."""
+    try:
+        step = decide()
+    except Exception:
+        log.exception("call %s: %s failed; sending the caller to the fallback", call_sid, event)
+        step = fallback(f"internal error during {event}")
+    return Response(front().renderer.render(step), mimetype="text/xml")
+
+
+@twilio.post("/voice")
+def voice() -> Response:
+    """The voice webhook: hand the caller to GenerativeAgent."""
+    call_sid = _call_sid()
+    settings = front().settings
+    form = request.form
+    country = settings.country
+    if settings.country_from_call:
+        to_country = form.get("ToCountry", "").upper()
+        country = to_country if to_country in ISO_3166_ALPHA2 else settings.country
+    variables = {
+        key[3:]: value for key, value in request.args.items() if key.startswith("iv_") and key[3:]
+    }
+    for param, name in settings.caller_fields:
+        if form.get(param):
+            variables[name] = form[param]
+    call = CallStart(
+        call_id=call_sid,
+        conversation_id=request.args.get("conversation") or call_sid,
+        country=country,
+        task_name=request.args.get("task") or settings.task_name,
+        input_variables=variables,
+    )
+    return _answer(call_sid, "voice", lambda: front().flow.start(call))
+
+
+@twilio.post("/dial-result")
+def dial_result() -> Response:
+    """The <Dial> action URL: the transfer number's call ended."""
+    call_sid = _call_sid()
+    try:
+        attempt = int(request.args.get("attempt", ""))
+    except ValueError:
+        attempt = 0
+    result = classify_dial(request.form)
+    if attempt < 1:
+        log.warning("call %s: dial result without a valid attempt number", call_sid)
+        return _answer(call_sid, "dial result", lambda: fallback("dial result without attempt"))
+    return _answer(
+        call_sid, "dial result", lambda: front().flow.dial_ended(call_sid, attempt, result)
+    )
+
+
+@twilio.post("/status")
+def status() -> Response:
+    """Call status callback: a final status ends the call's state at any phase."""
+    call_sid = _call_sid()
+    call_status = request.form.get("CallStatus", "").lower()
+    if call_status in _CALLER_GONE:
+        try:
+            front().flow.call_ended(call_sid, call_status)
+        except Exception:
+            log.exception("call %s: could not record the end of the call", call_sid)
+            return Response("store unavailable", status=503, mimetype="text/plain")
+    return Response(status=204)

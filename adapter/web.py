@@ -1,0 +1,86 @@
+"""The Flask application factory: ``gunicorn 'adapter.web:create_app()'``.
+
+Settings are read and checked once, here, at start-up: a worker with a missing or
+malformed variable refuses to boot with one message naming every problem.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from flask import Flask, Response, jsonify
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from adapter.config import EnvReader, GenAgentSettings
+from adapter.flow import FlowPolicy, Router, TransferFlow, load_router
+from adapter.flow.routing import default_router
+from adapter.genagent import GenAgentClient
+from adapter.store import CallStore, open_store
+from adapter.twilio.settings import TwilioSettings
+from adapter.twilio.views import TwilioFront, twilio
+
+log = logging.getLogger("adapter.web")
+
+DEFAULT_STORE_URL = "sqlite:///adapter.sqlite3"
+
+
+@dataclass(frozen=True, slots=True)
+class WebSettings:
+    """Everything the web app reads from the environment, in one typed object."""
+
+    genagent: GenAgentSettings
+    twilio: TwilioSettings
+    flow: FlowPolicy
+    store_url: str = DEFAULT_STORE_URL
+    router: Router = default_router
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> WebSettings:
+        """Read and check every variable; ConfigError lists all problems at once."""
+        reader = EnvReader(env)
+        router: Router = default_router
+        router_path = reader.text("ROUTER")
+        if router_path:
+            try:
+                router = load_router(router_path)
+            except ValueError as exc:
+                reader.problems.append(str(exc))
+        settings = cls(
+            genagent=GenAgentSettings.read(reader),
+            twilio=TwilioSettings.read(reader),
+            flow=FlowPolicy.read(reader),
+            store_url=reader.text("STORE_URL", DEFAULT_STORE_URL) or DEFAULT_STORE_URL,
+            router=router,
+        )
+        reader.check()
+        return settings
+
+
+def create_app(
+    settings: WebSettings | None = None,
+    *,
+    store: CallStore | None = None,
+    client: GenAgentClient | None = None,
+) -> Flask:
+    """Build the app: Twilio webhooks under /twilio, liveness at /healthz."""
+    settings = settings or WebSettings.from_env()
+    app = Flask("adapter")
+    hops = settings.twilio.proxy_hops
+    if hops:
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops
+        )
+    store = store or open_store(settings.store_url)
+    client = client or GenAgentClient(settings.genagent)
+    flow = TransferFlow(client, store, settings.flow, settings.router)
+    app.extensions["genagent_flow"] = flow
+    app.extensions["genagent_twilio"] = TwilioFront(settings.twilio, flow)
+    app.register_blueprint(twilio)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return jsonify(status="ok")
+
+    return app
