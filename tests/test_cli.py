@@ -92,3 +92,13 @@ def test_console_script_help_lists_the_commands() -> None:
     )
     assert result.returncode == 0
     assert "sandbox" in result.stdout
+
+
+def test_demo_plays_every_call_and_exits_zero() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "adapter", "demo"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "6 of 6 calls ended as expected." in result.stdout
+    for outcome in ("agent-returned", "caller-hung-up", "fallback"):
+        assert f"call outcome {outcome}" in result.stdout

@@ -12,7 +12,8 @@ from twilio.request_validator import RequestValidator
 
 from adapter.config import Secret
 from adapter.demo.simulator import TwilioSimulator
-from adapter.flow import CallRecord, FlowPolicy
+from adapter.flow import CallRecord, FlowPolicy, Router
+from adapter.flow.routing import default_router
 from adapter.sandbox import SandboxServer
 from adapter.serving import BackgroundServer
 from adapter.store import CallStore, open_store
@@ -26,7 +27,11 @@ RETURN_URL = "https://ivr.example.com/return?menu=main"
 
 
 def web_settings(
-    sandbox_url: str, store_url: str, flow: FlowPolicy | None = None, **twilio: Any
+    sandbox_url: str,
+    store_url: str,
+    flow: FlowPolicy | None = None,
+    router: Router = default_router,
+    **twilio: Any,
 ) -> WebSettings:
     """Fast-failing settings for tests; ``twilio`` overrides TwilioSettings fields."""
     values: dict[str, Any] = {
@@ -41,6 +46,7 @@ def web_settings(
         twilio=TwilioSettings(**values),
         flow=flow or FlowPolicy(create_deadline=1.5, context_wait=1.0, poll_interval=0.1),
         store_url=store_url,
+        router=router,
     )
 
 
@@ -77,13 +83,11 @@ class Stack:
     ) -> httpx.Response:
         """A webhook as Twilio sends it, signed for ``sign_url`` (default: the URL posted to)."""
         url = f"{self.web.url}{path}"
+        form = _multidict(list(params.items()) if isinstance(params, dict) else params)
         if signature is None:
-            form: Any = params
-            if isinstance(params, list):
-                form = _multidict(params)
             signature = RequestValidator(AUTH_TOKEN).compute_signature(sign_url or url, form)
         all_headers = {"X-Twilio-Signature": signature, **(headers or {})}
-        return self.http.post(url, data=params, headers=all_headers)  # type: ignore[arg-type]
+        return self.http.post(url, data=form, headers=all_headers)
 
 
 def call_params(call_sid: str, **extra: str) -> dict[str, str]:
@@ -123,12 +127,16 @@ class _multidict(dict[str, list[str]]):
 
 
 def start_stack(
-    sandbox: SandboxServer, tmp_path: Path, store_name: str = "calls.sqlite3", **twilio: Any
+    sandbox: SandboxServer,
+    tmp_path: Path,
+    store_name: str = "calls.sqlite3",
+    router: Router = default_router,
+    **twilio: Any,
 ) -> Stack:
     """Serve the app for ``sandbox`` with a SQLite store under ``tmp_path``."""
     store_url = f"sqlite:///{tmp_path / store_name}"
     store = open_store(store_url)
-    settings = web_settings(sandbox.url, store_url, **twilio)
+    settings = web_settings(sandbox.url, store_url, router=router, **twilio)
     web = BackgroundServer(create_app(settings, store=store)).start()
     http = httpx.Client(timeout=30)
     sim = TwilioSimulator(web.url, sandbox.url, AUTH_TOKEN, http=http)
