@@ -41,7 +41,7 @@ from adapter.genagent import (
     PhoneNumberTransferRequest,
     TransferStatus,
 )
-from adapter.store import CallStore, StaleWriteError
+from adapter.store import CallStore, StaleWriteError, StoreError
 
 log = logging.getLogger("adapter.flow")
 
@@ -71,6 +71,7 @@ class TransferFlow:
         self.router = router
         self._sleep = sleep
         self._now = now
+        self._next_purge = 0.0
 
     # --- front events ------------------------------------------------------------------
 
@@ -116,6 +117,24 @@ class TransferFlow:
 
     def call_ended(self, call_id: str, status: str) -> None:
         """The platform says the call is over (any phase, even before the first dial)."""
+        self._record_end(call_id, status)
+        self._purge_now_and_then()
+
+    def _purge_now_and_then(self) -> None:
+        """Forget calls past the retention period, at most every few minutes per process."""
+        now = time.monotonic()
+        if now < self._next_purge:
+            return
+        self._next_purge = now + self.policy.purge_every
+        try:
+            removed = self.store.purge(self.policy.retention_hours * 3600)
+        except StoreError:
+            log.exception("could not purge old call records")
+            return
+        if removed:
+            log.info("purged %d call records older than %g h", removed, self.policy.retention_hours)
+
+    def _record_end(self, call_id: str, status: str) -> None:
         for _ in range(5):
             stored = self.store.get(call_id)
             if stored is None:

@@ -21,6 +21,9 @@ class FlowPolicy:
     poll_interval: float = 0.5
     # All the API work one front event may do (a Twilio webhook times out at 15 s).
     event_budget: float = 12.0
+    # Call records hold caller data: keep them no longer than this.
+    retention_hours: float = 24.0
+    purge_every: float = 300.0  # seconds between purges, per process
 
     @classmethod
     def read(cls, env: EnvReader) -> FlowPolicy:
@@ -31,6 +34,7 @@ class FlowPolicy:
             create_deadline=env.number("TRANSFER_CREATE_DEADLINE", 4.0, minimum=0.5, maximum=10),
             context_wait=env.number("CONTEXT_WAIT_SECONDS", 6.0, minimum=0.0, maximum=10),
             poll_interval=env.number("CONTEXT_POLL_INTERVAL", 0.5, minimum=0.05, maximum=5),
+            retention_hours=env.number("STORE_RETENTION_HOURS", 24.0, minimum=0.1),
         )
 
     def dial_timeout_until(self, expire_at: datetime | None, now: datetime) -> int | None:

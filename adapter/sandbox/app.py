@@ -10,10 +10,12 @@ from __future__ import annotations
 import hmac
 import json
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, request
 
+from adapter.config import EnvReader
 from adapter.genagent.requests import MAX_BODY_BYTES
 from adapter.sandbox.state import (
     SandboxConfig,
@@ -63,6 +65,26 @@ def create_sandbox_app(state: SandboxState | None = None) -> Flask:
         return _json({"status": "ok"})
 
     return app
+
+
+def create_sandbox_app_from_env(env: Mapping[str, str] | None = None) -> Flask:
+    """The sandbox app for servers like gunicorn, configured from the environment.
+
+    ``gunicorn -k gthread --workers 1 'adapter.sandbox.app:create_sandbox_app_from_env()'``:
+    ONE worker process, since the state lives in its memory. Reads SANDBOX_POOL_SIZE
+    (default 100), SANDBOX_EXPIRE_SECONDS (default 60), and SANDBOX_API_ID /
+    SANDBOX_API_SECRET (optional); ConfigError names every problem at once.
+    """
+    reader = EnvReader(env)
+    max_pool = 10_000 - SandboxConfig().first_number
+    config = SandboxConfig(
+        expire_seconds=reader.number("SANDBOX_EXPIRE_SECONDS", 60.0, minimum=0.001),
+        pool_size=reader.integer("SANDBOX_POOL_SIZE", 100, minimum=1, maximum=max_pool),
+        api_id=reader.text("SANDBOX_API_ID"),
+        api_secret=reader.text("SANDBOX_API_SECRET"),
+    )
+    reader.check()
+    return create_sandbox_app(SandboxState(config))
 
 
 def sandbox_state() -> SandboxState:

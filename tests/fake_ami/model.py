@@ -1,0 +1,192 @@
+"""Channels and bridges of the fake Asterisk, and the event headers built from them.
+
+Header names and their order follow the recorded Asterisk 22 traffic: a channel snapshot
+(``Channel`` ... ``Linkedid``), the same with a ``Dest`` prefix for the dialed leg, and
+a bridge snapshot (``BridgeUniqueid`` ... ``BridgeVideoSourceMode``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from tests.fake_ami.codec import Header
+
+STATE_DESC = {0: "Down", 4: "Ring", 5: "Ringing", 6: "Up", 7: "Busy"}
+CAUSE_TEXT = {
+    0: "Unknown",
+    16: "Normal Clearing",
+    17: "User busy",
+    19: "No user responding",
+    34: "Circuit/channel congestion",
+}
+DOWN, RING, RINGING, UP, BUSY = 0, 4, 5, 6, 7
+
+
+@dataclass
+class Channel:
+    """One Asterisk channel: its name, ids, where it is in the dialplan, its variables."""
+
+    name: str
+    uniqueid: str
+    linkedid: str
+    tech: str
+    caller_num: str
+    caller_name: str
+    connected_num: str
+    connected_name: str
+    context: str
+    exten: str
+    priority: int = 1
+    state: int = DOWN
+    application: str = ""
+    app_data: str = ""
+    bridge_id: str = ""
+    variables: dict[str, str] = field(default_factory=dict)
+    created: float = field(default_factory=time.monotonic)
+    hanging_up: bool = False
+
+    def set_var(self, name: str, value: str) -> None:
+        """Set a variable; like Asterisk, the newest comes first in a full listing."""
+        self.variables.pop(name, None)
+        self.variables = {name: value, **self.variables}
+
+    def move(self, context: str, exten: str, priority: int, app: str = "", data: str = "") -> None:
+        self.context, self.exten, self.priority = context, exten, priority
+        self.application, self.app_data = app, data
+
+    def snapshot(self, prefix: str = "") -> list[Header]:
+        """The channel-state headers every channel event starts with."""
+        return [
+            (f"{prefix}Channel", self.name),
+            (f"{prefix}ChannelState", str(self.state)),
+            (f"{prefix}ChannelStateDesc", STATE_DESC[self.state]),
+            (f"{prefix}CallerIDNum", self.caller_num),
+            (f"{prefix}CallerIDName", self.caller_name),
+            (f"{prefix}ConnectedLineNum", self.connected_num),
+            (f"{prefix}ConnectedLineName", self.connected_name),
+            (f"{prefix}Language", "en"),
+            (f"{prefix}AccountCode", ""),
+            (f"{prefix}Context", self.context),
+            (f"{prefix}Exten", self.exten),
+            (f"{prefix}Priority", str(self.priority)),
+            (f"{prefix}Uniqueid", self.uniqueid),
+            (f"{prefix}Linkedid", self.linkedid),
+        ]
+
+    def seconds(self) -> int:
+        return int(time.monotonic() - self.created)
+
+
+@dataclass
+class Bridge:
+    """A two-party bridge made by Dial when the dialed leg answers."""
+
+    uniqueid: str = field(default_factory=lambda: str(uuid.uuid4()))
+    members: int = 0
+
+    def snapshot(self) -> list[Header]:
+        return [
+            ("BridgeUniqueid", self.uniqueid),
+            ("BridgeType", "basic"),
+            ("BridgeTechnology", "simple_bridge"),
+            ("BridgeCreator", "<unknown>"),
+            ("BridgeName", "<unknown>"),
+            ("BridgeNumChannels", str(self.members)),
+            ("BridgeVideoSourceMode", "none"),
+        ]
+
+
+class Numbering:
+    """Channel-name suffixes (one hex counter for all technologies) and Uniqueids.
+
+    A restart starts the counters again from 0: names repeat, Uniqueids do not (their
+    first part is the creation time).
+    """
+
+    def __init__(self) -> None:
+        self._names = itertools.count()
+        self._ids = itertools.count()
+
+    def suffix(self) -> str:
+        return f"{next(self._names):08x}"
+
+    def uniqueid(self) -> str:
+        return f"{int(time.time())}.{next(self._ids)}"
+
+
+def event(name: str, privilege: str, *parts: list[Header] | Header) -> list[Header]:
+    """An event: ``Event``, ``Privilege`` (None for list items), then the given headers."""
+    headers: list[Header] = [("Event", name), ("Privilege", privilege)]
+    for part in parts:
+        headers.extend(part if isinstance(part, list) else [part])
+    return headers
+
+
+def channel_event(name: str, chan: Channel, *extra: Header) -> list[Header]:
+    """A call-class event about one channel (Newchannel, Newstate, Hangup ...)."""
+    return event(name, "call,all", chan.snapshot(), *extra)
+
+
+def hangup_event(chan: Channel, cause: int) -> list[Header]:
+    return channel_event("Hangup", chan, ("Cause", str(cause)), ("Cause-txt", CAUSE_TEXT[cause]))
+
+
+def dial_event(name: str, caller: Channel, dest: Channel, *extra: Header) -> list[Header]:
+    """DialBegin / DialState / DialEnd: the caller's snapshot, then the dialed leg's."""
+    return event(name, "call,all", caller.snapshot(), dest.snapshot("Dest"), *extra)
+
+
+def bridge_event(name: str, bridge: Bridge, chan: Channel | None = None) -> list[Header]:
+    return event(name, "call,all", bridge.snapshot(), chan.snapshot() if chan else [])
+
+
+def user_event(chan: Channel, user_event_name: str, *body: Header) -> list[Header]:
+    """What the UserEvent application sends: the snapshot, ``UserEvent``, then the body."""
+    return event("UserEvent", "user,all", chan.snapshot(), ("UserEvent", user_event_name), *body)
+
+
+def core_show_channel(chan: Channel, action_id: str) -> list[Header]:
+    """A CoreShowChannel list item: ActionID on the second line, no Privilege."""
+    seconds = chan.seconds()
+    duration = f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+    headers: list[Header] = [("Event", "CoreShowChannel")]
+    headers += [("ActionID", action_id)] if action_id else []
+    return [
+        *headers,
+        *chan.snapshot(),
+        ("Application", chan.application),
+        ("ApplicationData", chan.app_data),
+        ("Duration", duration),
+        ("BridgeId", chan.bridge_id),
+    ]
+
+
+def status_item(chan: Channel, variables: list[Header], action_id: str) -> list[Header]:
+    """A Status list item: ``Privilege: Call``, the variables, and the ActionID last."""
+    codec = "ulaw" if chan.tech == "PJSIP" else "slin"
+    return [
+        ("Event", "Status"),
+        ("Privilege", "Call"),
+        *chan.snapshot(),
+        ("Type", chan.tech),
+        ("DNID", ""),
+        ("EffectiveConnectedLineNum", chan.connected_num),
+        ("EffectiveConnectedLineName", chan.connected_name),
+        ("TimeToHangup", "0"),
+        ("BridgeID", chan.bridge_id),
+        ("Application", chan.application),
+        ("Data", chan.app_data),
+        ("Nativeformats", f"({codec})"),
+        ("Readformat", codec),
+        ("Readtrans", ""),
+        ("Writeformat", codec),
+        ("Writetrans", ""),
+        ("Callgroup", "0"),
+        ("Pickupgroup", "0"),
+        ("Seconds", str(chan.seconds())),
+        *[("Variable", f"{name}={value}") for name, value in variables],
+        *([("ActionID", action_id)] if action_id else []),
+    ]
