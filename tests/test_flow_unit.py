@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 
 from adapter.flow import (
+    AsyncTransferFlow,
     CallRecord,
     CallStart,
     Dial,
@@ -22,7 +25,7 @@ from adapter.flow import (
     TransferFlow,
 )
 from adapter.flow.model import step_from_json, step_to_json
-from adapter.genagent import GenAgentClient
+from adapter.genagent import AsyncGenAgentClient, GenAgentClient
 from adapter.sandbox import SandboxServer
 from adapter.store import CallStore, open_store
 from tests.conftest import FAST_RETRIES, settings_for
@@ -106,3 +109,31 @@ def test_old_records_are_purged(client: GenAgentClient, store: CallStore) -> Non
     flow.call_ended("new", "completed")
     assert store.get("old") is None
     assert store.get("new") is not None
+
+
+def test_async_flow_runs_the_same_rules(sandbox: SandboxServer, store: CallStore) -> None:
+    async def scenario() -> tuple[Dial, Route]:
+        async with AsyncGenAgentClient(settings_for(sandbox.url), policy=FAST_RETRIES) as ga:
+            flow = AsyncTransferFlow(ga, store, FlowPolicy(poll_interval=0.05))
+            calls = [CallStart(f"a-{n}", f"conv-{n}", "US") for n in range(20)]
+            dials = await asyncio.gather(*(flow.start(call) for call in calls))
+            assert all(isinstance(d, Dial) for d in dials)
+            first = dials[0]
+            assert isinstance(first, Dial)
+            base = f"{sandbox.url}/sandbox"
+            async with httpx.AsyncClient() as http:
+                await http.post(f"{base}/calls", json={"transferNumber": first.number})
+                await http.post(
+                    f"{base}/transfers/{first.transfer_id}/complete",
+                    json={"transferType": "AGENT"},
+                )
+            route = await flow.dial_ended("a-0", 1, DialResult.AGENT_DISCONNECTED)
+            assert isinstance(route, Route)
+            await flow.call_ended("a-1", "completed")
+            return first, route
+
+    dial, route = asyncio.run(scenario())
+    assert route.kind is RouteKind.AGENT
+    assert route.transfer_id == dial.transfer_id
+    assert store.get("a-1").data["phase"] == "ended"  # type: ignore[union-attr]
+    assert len(store.active_ids()) == 18

@@ -3,7 +3,7 @@
 Knows nothing of Flask, TwiML or AMI; the Twilio and Asterisk fronts drive it.
 """
 
-from adapter.flow.engine import TransferFlow
+from adapter.flow.engine import AsyncTransferFlow, TransferFlow
 from adapter.flow.model import (
     Attempt,
     CallRecord,
@@ -21,6 +21,7 @@ from adapter.flow.policy import FlowPolicy
 from adapter.flow.routing import RouteContext, Router, load_router
 
 __all__ = [
+    "AsyncTransferFlow",
     "Attempt",
     "CallRecord",
     "CallStart",
