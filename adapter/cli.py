@@ -36,6 +36,29 @@ def _demo(_args: argparse.Namespace) -> int:
     return run_demo(sys.stdout)
 
 
+def _asterisk(_args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
+    from adapter.asterisk import AsteriskWorker, StartupError, WorkerSettings
+
+    settings = WorkerSettings.from_env()
+
+    async def serve() -> None:
+        worker = AsteriskWorker(settings)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, worker.stop)
+        await worker.run()
+
+    try:
+        asyncio.run(serve())
+    except StartupError as exc:
+        print(f"genagent-adapter: {exc}", file=sys.stderr)
+        return 3
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, with one sub-command per job."""
     parser = argparse.ArgumentParser(
@@ -50,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="play whole calls through the adapter against the sandbox (no credentials)"
     )
     demo.set_defaults(run=_demo)
+
+    asterisk = commands.add_parser(
+        "asterisk", help="run the AMI worker for Asterisk (settings from AMI_* and GA_API_*)"
+    )
+    asterisk.set_defaults(run=_asterisk)
 
     sandbox = commands.add_parser(
         "sandbox", help="run a local emulator of the GenerativeAgent call-transfers API"

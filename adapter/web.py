@@ -14,16 +14,14 @@ from flask import Flask, Response, jsonify
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from adapter.config import EnvReader, GenAgentSettings
-from adapter.flow import FlowPolicy, Router, TransferFlow, load_router
-from adapter.flow.routing import default_router
+from adapter.flow import FlowPolicy, Router, TransferFlow
+from adapter.flow.routing import default_router, read_router
 from adapter.genagent import GenAgentClient
-from adapter.store import CallStore, open_store
+from adapter.store import DEFAULT_STORE_URL, CallStore, open_store
 from adapter.twilio.settings import TwilioSettings
 from adapter.twilio.views import TwilioFront, twilio
 
 log = logging.getLogger("adapter.web")
-
-DEFAULT_STORE_URL = "sqlite:///adapter.sqlite3"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,19 +38,12 @@ class WebSettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> WebSettings:
         """Read and check every variable; ConfigError lists all problems at once."""
         reader = EnvReader(env)
-        router: Router = default_router
-        router_path = reader.text("ROUTER")
-        if router_path:
-            try:
-                router = load_router(router_path)
-            except ValueError as exc:
-                reader.problems.append(str(exc))
         settings = cls(
             genagent=GenAgentSettings.read(reader),
             twilio=TwilioSettings.read(reader),
             flow=FlowPolicy.read(reader),
             store_url=reader.text("STORE_URL", DEFAULT_STORE_URL) or DEFAULT_STORE_URL,
-            router=router,
+            router=read_router(reader),
         )
         reader.check()
         return settings

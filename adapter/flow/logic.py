@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -288,6 +288,8 @@ class FlowRules:
         route = decide(
             self.router, RouteContext(record.call_id, record.conversation_id, transfer, default)
         )
+        if route.transfer_id is None and default.transfer_id is not None:
+            route = replace(route, transfer_id=default.transfer_id)
         record.route = route
         record.phase = Phase.ROUTED
         returned = route.kind is not RouteKind.FALLBACK

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from adapter.config import EnvReader
 from adapter.flow.model import Route, RouteKind
 from adapter.genagent import CallTransfer, TransferType
 
@@ -78,6 +79,18 @@ def decide(router: Router, context: RouteContext) -> Route:
         log.error("custom router returned %s, not a Route; using the default", type(route).__name__)
         return context.default
     return route
+
+
+def read_router(env: EnvReader) -> Router:
+    """The ROUTER variable's function, or the default; problems are collected in ``env``."""
+    path = env.text("ROUTER")
+    if not path:
+        return default_router
+    try:
+        return load_router(path)
+    except ValueError as exc:
+        env.problems.append(str(exc))
+        return default_router
 
 
 def load_router(path: str) -> Router:

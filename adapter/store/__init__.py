@@ -16,6 +16,7 @@ from adapter.store.base import (
 from adapter.store.sqlite import MEMORY, SQLiteCallStore
 
 __all__ = [
+    "DEFAULT_STORE_URL",
     "CallStore",
     "SQLiteCallStore",
     "StaleWriteError",
@@ -25,6 +26,7 @@ __all__ = [
     "open_store",
 ]
 
+DEFAULT_STORE_URL = "sqlite:///adapter.sqlite3"
 ACCEPTED_URLS = (
     "sqlite:///relative/path.sqlite3, sqlite:////absolute/path.sqlite3,"
     " or sqlite://:memory: (one process only, for tests)"

@@ -1,0 +1,244 @@
+"""One AMI session over panoramisk, with its sharp edges filed off.
+
+panoramisk 1.4 reconnects by itself and then re-sends actions that were never
+answered (a stale Redirect replayed minutes later is the last thing a live call
+needs), resolves ``connect()`` before the login is done, pings without checking for
+a reply, lets an action wait forever, and drops exceptions of coroutine callbacks.
+So: a session is one connection only, its Manager is created inside the running
+loop, it logs in itself and waits for the answer, every action runs under a timeout,
+a heartbeat that expects a reply detects a half-open connection, and no action is
+ever re-sent. Reconnecting is the worker's job: it opens a new session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from panoramisk import Manager
+from panoramisk.message import Message
+
+from adapter.config import Secret
+
+log = logging.getLogger("adapter.asterisk")
+
+# What Asterisk answers when the channel is gone or going: expected on live calls.
+_CHANNEL_GONE = ("no such channel", "channel does not exist", "channel not up")
+# panoramisk re-sends unanswered actions after a reconnect unless they are "forgettable".
+_NEVER_RESEND = (
+    "ping", "login", "logoff", "getvar", "setvar", "redirect", "status", "hangup",
+    "coreshowchannels", "showdialplan",
+)  # fmt: skip
+
+
+class AmiError(Exception):
+    """An AMI action failed (Response: Error), or the session is unusable."""
+
+
+class ChannelGone(AmiError):
+    """The channel hung up or never existed: expected on live calls, handled quietly."""
+
+
+class AmiTimeout(AmiError):
+    """An action got no complete answer in time."""
+
+
+class SessionClosed(AmiError):
+    """The connection is gone."""
+
+
+EventHandler = Callable[[Message], None]
+
+
+class _OneShotManager(Manager):  # type: ignore[misc]
+    """A panoramisk Manager that never reconnects by itself."""
+
+    def connection_lost(self, exc: object) -> None:
+        self._connected = False
+        pinger: asyncio.TimerHandle | None = getattr(self, "pinger", None)
+        if pinger is not None:
+            pinger.cancel()
+        self.pinger = None
+        self.loop.call_soon(self.on_disconnect, self, exc)
+
+
+class AmiSession:
+    """A logged-in AMI connection: typed actions under timeouts, events to handlers."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        username: str,
+        secret: Secret,
+        *,
+        action_timeout: float = 5.0,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.username = username
+        self._secret = secret
+        self.action_timeout = action_timeout
+        self.closed = asyncio.Event()
+        self._manager: Manager | None = None
+
+    async def open(self, handlers: Mapping[str, EventHandler]) -> None:
+        """Connect and log in; AmiError (naming the cause) if either fails."""
+        loop = asyncio.get_running_loop()
+        manager = _OneShotManager(
+            loop=loop,
+            host=self.host,
+            port=self.port,
+            ping_delay=10**9,  # its ping never checks for a reply: ours does
+            forgetable_actions=_NEVER_RESEND,
+            on_disconnect=lambda _manager, _exc: self.closed.set(),
+        )
+        for pattern, handler in handlers.items():
+            manager.register_event(pattern, _guarded(handler))
+        self._manager = manager
+        try:
+            await asyncio.wait_for(manager.connect(), self.action_timeout)
+        except (OSError, TimeoutError) as exc:
+            self.closed.set()
+            raise AmiError(f"cannot connect to {self.host}:{self.port}: {exc}") from None
+        answer = await self.action(
+            {"Action": "Login", "Username": self.username, "Secret": self._secret.reveal()},
+            check=False,
+        )
+        if not _ok(answer):
+            self.close()
+            raise AmiError(f"AMI login as {self.username!r} refused: {_message(answer)}")
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        if self._manager is not None:
+            self._manager.close()
+        self.closed.set()
+
+    async def action(
+        self, action: dict[str, Any], *, check: bool = True, timeout: float | None = None
+    ) -> Any:
+        """Send ``action`` and await its whole answer (a Message, or a list for event lists).
+
+        With ``check``, an error answer raises ChannelGone or AmiError.
+        """
+        manager = self._manager
+        if manager is None or self.closed.is_set() or manager.protocol is None:
+            raise SessionClosed("the AMI session is closed")
+        future = manager.send_action(dict(action))
+        try:
+            answer = await asyncio.wait_for(
+                asyncio.shield(future), timeout if timeout is not None else self.action_timeout
+            )
+        except TimeoutError:
+            future.cancel()
+            raise AmiTimeout(f"no answer to {action['Action']} in time") from None
+        if check and not _ok(answer):
+            message = _message(answer)
+            if any(text in message.lower() for text in _CHANNEL_GONE):
+                raise ChannelGone(message)
+            raise AmiError(f"{action['Action']} failed: {message}")
+        return answer
+
+    # --- the actions the worker uses ----------------------------------------------------
+
+    async def ping(self, timeout: float) -> None:
+        """A heartbeat that needs its reply: AmiTimeout on a half-open connection."""
+        await self.action({"Action": "Ping"}, timeout=timeout)
+
+    async def getvar(self, channel: str, variable: str) -> str:
+        """A channel variable's value ('' when unset)."""
+        answer = await self.action({"Action": "Getvar", "Channel": channel, "Variable": variable})
+        value = answer.get("Value") or ""
+        return "" if value == "(null)" else str(value)
+
+    async def setvar(self, channel: str, variable: str, value: str) -> None:
+        """Set a channel variable (line breaks removed: they would end the AMI message)."""
+        clean = value.replace("\r", " ").replace("\n", " ")
+        await self.action(
+            {"Action": "Setvar", "Channel": channel, "Variable": variable, "Value": clean}
+        )
+
+    async def redirect(
+        self, channel: str, context: str, exten: str = "s", priority: int = 1
+    ) -> None:
+        """Send the channel to ``context,exten,priority``."""
+        await self.action(
+            {
+                "Action": "Redirect",
+                "Channel": channel,
+                "Context": context,
+                "Exten": exten,
+                "Priority": str(priority),
+            }
+        )
+
+    async def variables(self, channel: str) -> dict[str, str]:
+        """Every variable set on the channel (Status with AllVariables)."""
+        answer = await self.action({"Action": "Status", "Channel": channel, "AllVariables": "true"})
+        found: dict[str, str] = {}
+        for message in _events(answer, "Status"):
+            for item in _as_list(message.get("Variable")):
+                name, sep, value = str(item).partition("=")
+                if sep and value != "(null)":
+                    found[name] = value
+        return found
+
+    async def channels(self) -> list[Message]:
+        """Every live channel (CoreShowChannels)."""
+        answer = await self.action({"Action": "CoreShowChannels"})
+        return _events(answer, "CoreShowChannel")
+
+    async def has_context(self, context: str) -> bool:
+        """True if the dialplan defines ``context`` (ShowDialPlan)."""
+        try:
+            answer = await self.action({"Action": "ShowDialPlan", "Context": context})
+        except ChannelGone:
+            return False
+        except AmiError as exc:
+            if "did not find context" in str(exc).lower():
+                return False
+            raise
+        return bool(_events(answer, "ListDialplan"))
+
+
+def _guarded(handler: EventHandler) -> Callable[[Manager, Message], None]:
+    """panoramisk swallows what a callback raises: log it instead."""
+
+    def call(_manager: Manager, event: Message) -> None:
+        try:
+            handler(event)
+        except Exception:
+            log.exception("AMI event handler failed on %s", event.get("Event"))
+
+    return call
+
+
+def _ok(answer: Any) -> bool:
+    first = answer[0] if isinstance(answer, list) and answer else answer
+    return bool(getattr(first, "success", False))
+
+
+def _message(answer: Any) -> str:
+    first = answer[0] if isinstance(answer, list) and answer else answer
+    return str(first.get("Message", "")) if isinstance(first, Message) else repr(first)
+
+
+def _events(answer: Any, name: str) -> list[Message]:
+    items = answer if isinstance(answer, list) else [answer]
+    return [m for m in items if isinstance(m, Message) and m.get("Event") == name]
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
+def first(value: Any) -> str:
+    """A header's value; a UserEvent may repeat standard names (the first is Asterisk's)."""
+    if isinstance(value, list):
+        return str(value[0]) if value else ""
+    return "" if value is None else str(value)

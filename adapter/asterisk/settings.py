@@ -1,0 +1,72 @@
+"""Settings of the Asterisk worker, read once from the environment."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from adapter.config import EnvReader, GenAgentSettings, Secret
+from adapter.flow import FlowPolicy, Router
+from adapter.flow.routing import default_router, read_router
+from adapter.genagent.countries import ISO_3166_ALPHA2
+from adapter.store import DEFAULT_STORE_URL
+
+
+@dataclass(frozen=True, slots=True)
+class AmiSettings:
+    """How to reach and use the Asterisk Manager Interface."""
+
+    host: str
+    username: str
+    secret: Secret
+    port: int = 5038
+    action_timeout: float = 5.0
+    heartbeat: float = 10.0
+    reconnect_max: float = 30.0
+
+    @classmethod
+    def read(cls, env: EnvReader) -> AmiSettings:
+        """Read the AMI_* variables; problems are collected in ``env``."""
+        return cls(
+            host=env.required("AMI_HOST", "the Asterisk host running the manager interface"),
+            port=env.integer("AMI_PORT", 5038, minimum=1, maximum=65535),
+            username=env.required("AMI_USERNAME", "the manager.conf user of the worker"),
+            secret=env.secret("AMI_SECRET", "that user's secret"),
+            action_timeout=env.number("AMI_ACTION_TIMEOUT", 5.0, minimum=0.5, maximum=60),
+            heartbeat=env.number("AMI_HEARTBEAT", 10.0, minimum=1, maximum=300),
+            reconnect_max=env.number("AMI_RECONNECT_MAX", 30.0, minimum=1, maximum=600),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    """Everything the AMI worker reads from the environment, in one typed object."""
+
+    ami: AmiSettings
+    genagent: GenAgentSettings
+    flow: FlowPolicy
+    country: str = "US"
+    task_name: str | None = None
+    store_url: str = DEFAULT_STORE_URL
+    router: Router = default_router
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
+        """Read and check every variable; ConfigError lists all problems at once."""
+        reader = EnvReader(env)
+        country = (reader.text("TRANSFER_COUNTRY", "US") or "US").upper()
+        if country not in ISO_3166_ALPHA2:
+            reader.problems.append(
+                f"TRANSFER_COUNTRY must be an ISO 3166 alpha-2 code, got {country!r}"
+            )
+        settings = cls(
+            ami=AmiSettings.read(reader),
+            genagent=GenAgentSettings.read(reader),
+            flow=FlowPolicy.read(reader),
+            country=country,
+            task_name=reader.text("GA_TASK_NAME"),
+            store_url=reader.text("STORE_URL", DEFAULT_STORE_URL) or DEFAULT_STORE_URL,
+            router=read_router(reader),
+        )
+        reader.check()
+        return settings

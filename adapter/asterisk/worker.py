@@ -1,0 +1,347 @@
+"""The AMI worker: Asterisk events in, flow decisions out as Setvar + Redirect.
+
+The dialplan (asterisk_conf/) raises ``GenerativeAgentTransfer`` when a caller is
+handed over and ``GenerativeAgentReturned`` when the dial of a transfer number ends;
+a ``Hangup`` of a caller ends its call. The worker runs connect -> check the dialplan
+-> resynchronise -> process events, and on any loss of the connection starts again
+with backoff. Every call is handled in its own tracked task, serialised per call, so
+one slow API call never holds up another call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import re
+from collections.abc import Coroutine
+from typing import Any
+
+from panoramisk.message import Message
+
+from adapter.asterisk.ami import AmiError, AmiSession, ChannelGone, first
+from adapter.asterisk.settings import WorkerSettings
+from adapter.flow import AsyncTransferFlow, CallStart, Dial, DialResult, Hangup, Route, Step
+from adapter.flow.model import RouteKind
+from adapter.genagent import AsyncGenAgentClient
+from adapter.store import CallStore, StoreError, open_store
+
+log = logging.getLogger("adapter.asterisk")
+
+DIAL_CONTEXT = "genagent-dial"
+ROUTE_CONTEXTS = {
+    RouteKind.AGENT: "genagent-agent",
+    RouteKind.SYSTEM: "genagent-system",
+    RouteKind.FALLBACK: "genagent-fallback",
+}
+REQUIRED_CONTEXTS = ("genagent-handoff", DIAL_CONTEXT, *ROUTE_CONTEXTS.values())
+HANDOFF_EVENT = "GenerativeAgentTransfer"
+RETURNED_EVENT = "GenerativeAgentReturned"
+# Where a resynchronised channel is parked: on hold in one of our contexts.
+_HOLD_APPS = {"musiconhold", "wait"}
+_DIAL_RESULTS = {
+    "ANSWER": DialResult.AGENT_DISCONNECTED,
+    "NOANSWER": DialResult.NO_ANSWER,
+    "BUSY": DialResult.BUSY,
+    "CANCEL": DialResult.CALLER_HUNG_UP,
+}
+_VAR_NAME = re.compile(r"[^A-Za-z0-9_]")
+
+
+class StartupError(Exception):
+    """The worker cannot run against this Asterisk (e.g. a context is missing)."""
+
+
+def dial_result(status: str) -> DialResult:
+    """DIALSTATUS as a flow result; CONGESTION, CHANUNAVAIL and the rest are failures."""
+    return _DIAL_RESULTS.get(status.strip().upper(), DialResult.FAILED)
+
+
+def route_variables(route: Route) -> dict[str, str]:
+    """The channel variables a route context receives."""
+    variables = {
+        "GA_TRANSFER_TYPE": route.transfer_type or "",
+        "GA_CURRENT_TASK": route.current_task_name or "",
+        "GA_TRANSFER_ID": route.transfer_id or "",
+    }
+    if route.kind is RouteKind.FALLBACK:
+        variables["GA_FALLBACK_REASON"] = route.reason
+    for prefix, values in (
+        ("GA_TV_", route.transfer_variables),
+        ("GA_RV_", route.reference_variables),
+    ):
+        for name, value in values.items():
+            variables[prefix + _VAR_NAME.sub("_", name)] = value
+    return variables
+
+
+class AsteriskWorker:
+    """Hands Asterisk callers to GenerativeAgent and routes them back."""
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        *,
+        store: CallStore | None = None,
+        client: AsyncGenAgentClient | None = None,
+    ) -> None:
+        self.settings = settings
+        self._store = store
+        self._client = client
+        self.flow: AsyncTransferFlow | None = None
+        self.session: AmiSession | None = None
+        self.calls: set[str] = set()  # Uniqueids of callers the worker is handling
+        self.ready = asyncio.Event()  # logged in, checked and resynchronised
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._stopping = asyncio.Event()
+
+    # --- life cycle --------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Connect, check, resynchronise, process; reconnect with backoff until stopped."""
+        store = self._store or open_store(self.settings.store_url)
+        client = self._client or AsyncGenAgentClient(self.settings.genagent)
+        self.flow = AsyncTransferFlow(client, store, self.settings.flow, self.settings.router)
+        delay = 0.5
+        first_session = True
+        try:
+            while not self._stopping.is_set():
+                try:
+                    await self._session(check_strictly=first_session)
+                    delay = 0.5
+                except StartupError:
+                    raise
+                except AmiError as exc:
+                    log.warning("AMI session ended: %s", exc)
+                first_session = False
+                if self._stopping.is_set():
+                    break
+                pause = delay * (0.5 + random.random())  # noqa: S311  # jitter, not crypto
+                log.info("reconnecting to AMI in %.1f s", pause)
+                await self._sleep_unless_stopped(pause)
+                delay = min(delay * 2, self.settings.ami.reconnect_max)
+        finally:
+            await self._drain()
+            if self._client is None:
+                await client.aclose()
+            if self._store is None:
+                store.close()
+
+    def stop(self) -> None:
+        """Ask run() to finish: it closes the session and returns."""
+        self._stopping.set()
+        if self.session is not None:
+            self.session.close()
+
+    async def _session(self, *, check_strictly: bool) -> None:
+        ami = self.settings.ami
+        session = AmiSession(
+            ami.host, ami.port, ami.username, ami.secret, action_timeout=ami.action_timeout
+        )
+        self.session = session
+        await session.open({"UserEvent": self._on_user_event, "Hangup": self._on_hangup})
+        log.info("logged in to AMI at %s:%d as %s", ami.host, ami.port, ami.username)
+        try:
+            await self._check_dialplan(session, strictly=check_strictly)
+            await self._resync(session)
+            self.ready.set()
+            await self._heartbeat(session)
+        finally:
+            self.ready.clear()
+            session.close()
+
+    async def _heartbeat(self, session: AmiSession) -> None:
+        """Until the session closes: a Ping that must be answered, or the session is dead."""
+        interval = self.settings.ami.heartbeat
+        while not session.closed.is_set():
+            try:
+                await asyncio.wait_for(session.closed.wait(), interval)
+                break
+            except TimeoutError:
+                pass
+            try:
+                await session.ping(timeout=min(interval, self.settings.ami.action_timeout))
+            except AmiError as exc:
+                raise AmiError(f"heartbeat failed ({exc}): the connection is half-open") from None
+        raise AmiError("connection closed by Asterisk")
+
+    async def _check_dialplan(self, session: AmiSession, *, strictly: bool) -> None:
+        missing = [c for c in REQUIRED_CONTEXTS if not await session.has_context(c)]
+        if not missing:
+            return
+        message = (
+            f"the dialplan has no context {', '.join(missing)}: include "
+            "extensions_genagent.conf and extensions_genagent_routes.conf, then 'dialplan reload'"
+        )
+        if strictly:
+            raise StartupError(message)
+        log.error("%s (callers redirected there would be hung up)", message)
+
+    async def _resync(self, session: AmiSession) -> None:
+        """Finish what happened while disconnected: hang-ups, dial ends, hand-offs."""
+        assert self.flow is not None
+        live = {first(c.get("Uniqueid")): c for c in await session.channels()}
+        try:
+            in_flight = set(await asyncio.to_thread(self.flow.store.active_ids)) | self.calls
+        except StoreError:
+            log.exception("cannot read calls in flight from the store")
+            in_flight = set(self.calls)
+        for uniqueid in in_flight - live.keys():
+            self._spawn(uniqueid, self._ended(uniqueid, "gone after a reconnect"))
+        for uniqueid, channel in live.items():
+            context = first(channel.get("Context"))
+            holding = first(channel.get("Application")).lower() in _HOLD_APPS
+            if context == DIAL_CONTEXT and holding and uniqueid in in_flight:
+                self.calls.add(uniqueid)
+                self._spawn(uniqueid, self._returned_while_away(uniqueid))
+            elif context == "genagent-handoff" and holding:
+                linkedid = first(channel.get("Linkedid")) or uniqueid
+                self._spawn(uniqueid, self._handoff(uniqueid, linkedid))
+            elif uniqueid in in_flight:
+                self.calls.add(uniqueid)
+        log.info("resynchronised: %d channels live, %d calls in flight", len(live), len(in_flight))
+
+    async def _drain(self) -> None:
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=self.settings.ami.action_timeout)
+
+    async def _sleep_unless_stopped(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    # --- events ------------------------------------------------------------------------
+
+    def _on_user_event(self, event: Message) -> None:
+        name = first(event.get("UserEvent"))
+        uniqueid = first(event.get("Uniqueid"))
+        if not uniqueid:
+            return
+        if name == HANDOFF_EVENT:
+            linkedid = first(event.get("Linkedid")) or uniqueid
+            self._spawn(uniqueid, self._handoff(uniqueid, linkedid))
+        elif name == RETURNED_EVENT:
+            status = first(event.get("DialStatus"))
+            transfer_id = first(event.get("TransferId"))
+            self._spawn(uniqueid, self._returned(uniqueid, status, transfer_id))
+
+    def _on_hangup(self, event: Message) -> None:
+        uniqueid = first(event.get("Uniqueid"))
+        if uniqueid in self.calls:
+            self._spawn(
+                uniqueid, self._ended(uniqueid, f"hangup cause {first(event.get('Cause'))}")
+            )
+
+    def _spawn(self, uniqueid: str, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` after earlier work on the same call; failures are logged, not lost."""
+        task = asyncio.get_running_loop().create_task(self._serialised(uniqueid, work))
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    async def _serialised(self, uniqueid: str, work: Coroutine[Any, Any, None]) -> None:
+        lock, users = self._locks.get(uniqueid, (asyncio.Lock(), 0))
+        self._locks[uniqueid] = (lock, users + 1)
+        try:
+            async with lock:
+                await work
+        finally:
+            lock, users = self._locks[uniqueid]
+            if users == 1:
+                del self._locks[uniqueid]  # no per-call memory left once a call is done
+            else:
+                self._locks[uniqueid] = (lock, users - 1)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("call task failed", exc_info=task.exception())
+
+    # --- per call ----------------------------------------------------------------------
+
+    async def _handoff(self, uniqueid: str, linkedid: str) -> None:
+        assert self.flow is not None
+        session = self._live_session()
+        self.calls.add(uniqueid)
+        try:
+            variables = await session.variables(uniqueid)
+            names = [n for n in variables if n.startswith("GA_")]
+            values = await asyncio.gather(*(session.getvar(uniqueid, n) for n in names))
+        except ChannelGone:
+            await self._ended(uniqueid, "gone before the hand-off")
+            return
+        context = dict(zip(names, values, strict=True))
+        call = CallStart(
+            call_id=uniqueid,
+            conversation_id=context.get("GA_CONVERSATION_ID") or linkedid,
+            country=(context.get("GA_COUNTRY") or self.settings.country).upper(),
+            task_name=context.get("GA_TASK") or self.settings.task_name,
+            input_variables={
+                name[len("GA_IV_") :]: value
+                for name, value in context.items()
+                if name.startswith("GA_IV_") and len(name) > len("GA_IV_")
+            },
+        )
+        await self._apply(uniqueid, await self.flow.start(call))
+
+    async def _returned(self, uniqueid: str, status: str, transfer_id: str) -> None:
+        assert self.flow is not None
+        self.calls.add(uniqueid)
+        attempt = _attempt_of(transfer_id, uniqueid)
+        if attempt is None:
+            record = await self.flow.load(uniqueid)
+            if record is None or record.current is None:
+                log.warning("call %s: dial ended, but no hand-off is known", uniqueid)
+                await self._apply(uniqueid, Route(RouteKind.FALLBACK, reason="unknown call"))
+                return
+            attempt = record.current.number
+        step = await self.flow.dial_ended(uniqueid, attempt, dial_result(status))
+        await self._apply(uniqueid, step)
+
+    async def _returned_while_away(self, uniqueid: str) -> None:
+        session = self._live_session()
+        try:
+            status = await session.getvar(uniqueid, "DIALSTATUS")
+            transfer_id = await session.getvar(uniqueid, "GA_TRANSFER_ID")
+        except ChannelGone:
+            await self._ended(uniqueid, "gone after a reconnect")
+            return
+        await self._returned(uniqueid, status, transfer_id)
+
+    async def _ended(self, uniqueid: str, why: str) -> None:
+        assert self.flow is not None
+        self.calls.discard(uniqueid)
+        await self.flow.call_ended(uniqueid, why)
+
+    async def _apply(self, uniqueid: str, step: Step) -> None:
+        """Carry a flow decision out on the caller's channel."""
+        if isinstance(step, Hangup):
+            self.calls.discard(uniqueid)
+            return
+        session = self._live_session()
+        try:
+            if isinstance(step, Dial):
+                await session.setvar(uniqueid, "GA_TRANSFER_NUMBER", step.number)
+                await session.setvar(uniqueid, "GA_TRANSFER_ID", step.transfer_id)
+                await session.redirect(uniqueid, DIAL_CONTEXT)
+                return
+            for name, value in route_variables(step).items():
+                await session.setvar(uniqueid, name, value)
+            await session.redirect(uniqueid, ROUTE_CONTEXTS[step.kind])
+            self.calls.discard(uniqueid)
+        except ChannelGone:
+            log.debug("call %s: the channel went away before the action", uniqueid)
+            await self._ended(uniqueid, "gone before the action")
+
+    def _live_session(self) -> AmiSession:
+        session = self.session
+        if session is None or session.closed.is_set():
+            raise AmiError("no AMI session")
+        return session
+
+
+def _attempt_of(transfer_id: str, uniqueid: str) -> int | None:
+    prefix, _, number = transfer_id.rpartition("-")
+    if prefix == uniqueid and number.isdigit():
+        return int(number)
+    return None
