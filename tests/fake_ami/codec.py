@@ -24,10 +24,6 @@ class Message:
 
     headers: tuple[Header, ...]
 
-    @classmethod
-    def of(cls, *headers: Header) -> Message:
-        return cls(tuple(headers))
-
     def get(self, key: str, default: str = "") -> str:
         """The first value of ``key`` (case-insensitive), as Asterisk's astman_get_header."""
         wanted = key.lower()
@@ -40,10 +36,6 @@ class Message:
         """Every value of ``key`` (case-insensitive), in order."""
         wanted = key.lower()
         return [value for name, value in self.headers if name.lower() == wanted]
-
-    def has(self, key: str) -> bool:
-        wanted = key.lower()
-        return any(name.lower() == wanted for name, _ in self.headers)
 
     def keys(self) -> list[str]:
         return [name for name, _ in self.headers]

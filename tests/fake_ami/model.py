@@ -19,7 +19,6 @@ CAUSE_TEXT = {
     0: "Unknown",
     16: "Normal Clearing",
     17: "User busy",
-    19: "No user responding",
     34: "Circuit/channel congestion",
 }
 DOWN, RING, RINGING, UP, BUSY = 0, 4, 5, 6, 7
@@ -102,23 +101,25 @@ class Bridge:
 class Numbering:
     """Channel-name suffixes (one hex counter for all technologies) and Uniqueids.
 
-    A restart starts the counters again from 0: names repeat, Uniqueids do not (their
-    first part is the creation time).
+    A restart starts both counters again from 0: names repeat, Uniqueids do not, because
+    their first part is the creation time, which ``after`` keeps past the old run's.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, after: int = 0) -> None:
         self._names = itertools.count()
         self._ids = itertools.count()
+        self.last_epoch = after
 
     def suffix(self) -> str:
         return f"{next(self._names):08x}"
 
     def uniqueid(self) -> str:
-        return f"{int(time.time())}.{next(self._ids)}"
+        self.last_epoch = max(int(time.time()), self.last_epoch)
+        return f"{self.last_epoch}.{next(self._ids)}"
 
 
 def event(name: str, privilege: str, *parts: list[Header] | Header) -> list[Header]:
-    """An event: ``Event``, ``Privilege`` (None for list items), then the given headers."""
+    """An event: ``Event``, ``Privilege``, then the given headers and header lists."""
     headers: list[Header] = [("Event", name), ("Privilege", privilege)]
     for part in parts:
         headers.extend(part if isinstance(part, list) else [part])
@@ -131,7 +132,9 @@ def channel_event(name: str, chan: Channel, *extra: Header) -> list[Header]:
 
 
 def hangup_event(chan: Channel, cause: int) -> list[Header]:
-    return channel_event("Hangup", chan, ("Cause", str(cause)), ("Cause-txt", CAUSE_TEXT[cause]))
+    """Hangup with the cause and its text (``Unknown`` for codes without one here)."""
+    text = CAUSE_TEXT.get(cause, "Unknown")
+    return channel_event("Hangup", chan, ("Cause", str(cause)), ("Cause-txt", text))
 
 
 def dial_event(name: str, caller: Channel, dest: Channel, *extra: Header) -> list[Header]:
