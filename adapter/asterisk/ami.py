@@ -191,14 +191,14 @@ class AmiSession:
         answer = await self.action({"Action": "CoreShowChannels"})
         return _events(answer, "CoreShowChannel")
 
-    async def has_context(self, context: str) -> bool:
-        """True if the dialplan defines ``context`` (ShowDialPlan)."""
+    async def has_extension(self, context: str, exten: str = "s") -> bool:
+        """True if the dialplan defines ``exten`` in ``context`` (ShowDialPlan)."""
         try:
-            answer = await self.action({"Action": "ShowDialPlan", "Context": context})
-        except ChannelGone:
-            return False
+            answer = await self.action(
+                {"Action": "ShowDialPlan", "Context": context, "Extension": exten}
+            )
         except AmiError as exc:
-            if "did not find context" in str(exc).lower():
+            if "did not find" in str(exc).lower():
                 return False
             raise
         return bool(_events(answer, "ListDialplan"))

@@ -168,11 +168,11 @@ class AsteriskWorker:
         raise AmiError("connection closed by Asterisk")
 
     async def _check_dialplan(self, session: AmiSession, *, strictly: bool) -> None:
-        missing = [c for c in REQUIRED_CONTEXTS if not await session.has_context(c)]
+        missing = [c for c in REQUIRED_CONTEXTS if not await session.has_extension(c, "s")]
         if not missing:
             return
         message = (
-            f"the dialplan has no context {', '.join(missing)}: include "
+            f"the dialplan has no extension s in {', '.join(missing)}: include "
             "extensions_genagent.conf and extensions_genagent_routes.conf, then 'dialplan reload'"
         )
         if strictly:
