@@ -73,6 +73,18 @@ class Rig:
         await self.http.post(f"{base}/transfers/{transfer_id}/complete", json=leg.output)
         return DialOutcome("ANSWER", talk=0.01)
 
+    def hold_agent(self) -> asyncio.Event:
+        """Keep every GenerativeAgent answer waiting until the returned event is set."""
+        gate = asyncio.Event()
+        answer = self.play_agent
+
+        async def held(caller: Caller, number: str) -> DialOutcome:
+            await gate.wait()
+            return await answer(caller, number)
+
+        self.play_agent = held  # type: ignore[method-assign]
+        return gate
+
     @staticmethod
     async def _hang_up_soon(caller: Caller) -> None:
         await wait_until(

@@ -166,14 +166,7 @@ async def test_reconnect_mid_call_picks_up_the_missed_return(
 ) -> None:
     async with running_rig(sandbox, tmp_path) as rig:
         caller = rig.caller(AgentLeg(output=AGENT))
-        gate = asyncio.Event()
-        original = rig.play_agent
-
-        async def slow_agent(c, number):  # type: ignore[no-untyped-def]
-            await gate.wait()  # the connection drops while GenerativeAgent talks
-            return await original(c, number)
-
-        rig.play_agent = slow_agent  # type: ignore[method-assign]
+        gate = rig.hold_agent()  # the connection drops while GenerativeAgent talks
         caller.hand_off()
         await rig.fake.wait_for_action("Redirect", Context="genagent-dial")
         rig.fake.drop_connections()
@@ -191,14 +184,7 @@ async def test_asterisk_restart_ends_the_calls_it_hung_up(
 ) -> None:
     async with running_rig(sandbox, tmp_path) as rig:
         caller = rig.caller(AgentLeg(output=AGENT))
-        gate = asyncio.Event()
-        original = rig.play_agent
-
-        async def stuck_agent(c, number):  # type: ignore[no-untyped-def]
-            await gate.wait()
-            return await original(c, number)
-
-        rig.play_agent = stuck_agent  # type: ignore[method-assign]
+        gate = rig.hold_agent()
         caller.hand_off()
         await rig.fake.wait_for_action("Redirect", Context="genagent-dial")
         await rig.fake.restart(down_for=0.3)
