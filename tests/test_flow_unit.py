@@ -137,3 +137,23 @@ def test_async_flow_runs_the_same_rules(sandbox: SandboxServer, store: CallStore
     assert route.transfer_id == dial.transfer_id
     assert store.get("a-1").data["phase"] == "ended"  # type: ignore[union-attr]
     assert len(store.active_ids()) == 18
+
+
+def test_a_replayed_hand_off_never_dials_an_expired_number(
+    make_sandbox,
+    store: CallStore,  # type: ignore[no-untyped-def]
+) -> None:
+    # 11 s numbers leave 6 s of ringing (5 s margin); 1.5 s later, too little is left.
+    short = make_sandbox(expire_seconds=11)
+    with GenAgentClient(settings_for(short.url), policy=FAST_RETRIES) as ga:
+        flow = TransferFlow(ga, store)
+        first = start(flow)
+        assert start(flow) == first  # a prompt redelivery: the same answer
+        time.sleep(1.5)
+        replayed = start(flow)
+        assert replayed.attempt == 2
+        assert replayed.number != first.number
+        record = flow.load("call-1")
+        assert record is not None
+        assert [a.outcome for a in record.attempts] == [Outcome.EXPIRED, None]
+        assert start(flow) == replayed  # from now on, that is the answer

@@ -130,7 +130,7 @@ class FlowRules:
         """A caller is handed over: request a transfer and say what to dial."""
         stored = yield Load(call.call_id)
         if stored is not None:
-            return _answered(CallRecord.from_json(stored.data), "start")
+            return (yield from self._replay(CallRecord.from_json(stored.data), stored.version))
         record = CallRecord(
             call_id=call.call_id,
             conversation_id=call.conversation_id,
@@ -182,6 +182,29 @@ class FlowRules:
         else:
             log.error("call %s: could not record its end", call_id)
         yield from self._purge_now_and_then()
+
+    def _replay(self, record: CallRecord, version: int) -> Generator[Effect, Any, Step]:
+        """A hand-off seen again (a redelivered webhook, a resynchronised channel): the same
+        answer, unless its number no longer leaves time to ring: an expired number is
+        never dialed (ASAPP may have handed it to another caller), a new one is asked for."""
+        step = _answered(record, "start")
+        attempt = record.current
+        if (
+            not isinstance(step, Dial)
+            or attempt is None
+            or attempt.number != step.attempt
+            or attempt.outcome is not None
+        ):
+            return step
+        expire_at = datetime.fromisoformat(attempt.expire_at) if attempt.expire_at else None
+        timeout = self.policy.dial_timeout_until(expire_at, self._now())
+        if timeout is not None:
+            return replace(step, timeout=min(step.timeout, timeout))
+        attempt.outcome = Outcome.EXPIRED
+        attempt.detail = "expired before it was dialed"
+        record.note("hand-off replayed", "the number expired: asking for a new one")
+        fresh = yield from self._next_attempt(record, Deadline.after(self.policy.event_budget))
+        return (yield from self._save(record, version, "start", fresh, replacing=step))
 
     # --- decisions -------------------------------------------------------------------
 
@@ -303,10 +326,18 @@ class FlowRules:
     # --- persistence -----------------------------------------------------------------
 
     def _save(
-        self, record: CallRecord, version: int | None, key: str, step: Step
+        self,
+        record: CallRecord,
+        version: int | None,
+        key: str,
+        step: Step,
+        *,
+        replacing: Step | None = None,
     ) -> Generator[Effect, Any, Step]:
-        """Save ``step`` as the answer to ``key``; if someone wrote first, a duplicate
-        delivery's answer or the call's end wins, and an unrelated write is built on."""
+        """Save ``step`` as the answer to ``key`` (in place of ``replacing``, if given); if
+        someone wrote first, their answer to ``key`` or the call's end wins, and an
+        unrelated write is built on."""
+        previous = step_to_json(replacing) if replacing is not None else None
         record.steps[key] = step_to_json(step)
         for _ in range(_SAVE_TRIES):
             try:
@@ -317,7 +348,7 @@ class FlowRules:
                 if stored is None:
                     break
                 fresh = CallRecord.from_json(stored.data)
-                if key in fresh.steps or fresh.ended:
+                if fresh.steps.get(key) != previous or fresh.ended:
                     return _answered(fresh, key)
                 version = stored.version
         log.error("call %s: could not save the answer to %s", record.call_id, key)
