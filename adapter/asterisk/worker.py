@@ -47,6 +47,8 @@ _DIAL_RESULTS = {
     "CANCEL": DialResult.CALLER_HUNG_UP,
 }
 _VAR_NAME = re.compile(r"[^A-Za-z0-9_]")
+# What the IVR may set before the hand-off (besides GA_IV_<name>).
+_CONTEXT_VARIABLES = ("GA_TASK", "GA_CONVERSATION_ID", "GA_COUNTRY")
 
 
 class StartupError(Exception):
@@ -265,7 +267,7 @@ class AsteriskWorker:
         self.calls.add(uniqueid)
         try:
             variables = await session.variables(uniqueid)
-            names = [n for n in variables if n.startswith("GA_")]
+            names = [n for n in variables if n in _CONTEXT_VARIABLES or n.startswith("GA_IV_")]
             values = await asyncio.gather(*(session.getvar(uniqueid, n) for n in names))
         except ChannelGone:
             await self._ended(uniqueid, "gone before the hand-off")
