@@ -8,6 +8,7 @@ ValueError) that names the JSON field; caller data never appears in the message.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,7 @@ from adapter.genagent.countries import ISO_3166_ALPHA2
 from adapter.genagent.errors import InvalidRequestError
 from adapter.genagent.models import InviteAuthentication, ReturnTransferType, TransferKind
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_ID_LENGTH = 256
 MAX_RETURN_URI_LENGTH = 1024
 MAX_BODY_BYTES = 64 * 1024
@@ -204,7 +206,7 @@ def _check_id(name: str, value: Any) -> None:
 
 
 def _check_no_control(name: str, value: str) -> None:
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+    if _CONTROL.search(value):
         raise InvalidRequestError(f"{name} must not contain control characters")
 
 
