@@ -130,6 +130,8 @@ def test_async_flow_runs_the_same_rules(sandbox: SandboxServer, store: CallStore
             route = await flow.dial_ended("a-0", 1, DialResult.AGENT_DISCONNECTED)
             assert isinstance(route, Route)
             await flow.call_ended("a-1", "completed")
+            assert len(await flow.in_flight()) == 18
+            flow.close()
             return first, route
 
     dial, route = asyncio.run(scenario())

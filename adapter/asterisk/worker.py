@@ -126,6 +126,7 @@ class AsteriskWorker:
                 delay = min(delay * 2, self.settings.ami.reconnect_max)
         finally:
             await self._drain()
+            self.flow.close()
             if self._client is None:
                 await client.aclose()
             if self._store is None:
@@ -186,7 +187,7 @@ class AsteriskWorker:
         assert self.flow is not None
         live = {first(c.get("Uniqueid")): c for c in await session.channels()}
         try:
-            in_flight = set(await asyncio.to_thread(self.flow.store.active_ids)) | self.calls
+            in_flight = set(await self.flow.in_flight()) | self.calls
         except StoreError:
             log.exception("cannot read calls in flight from the store")
             in_flight = set(self.calls)

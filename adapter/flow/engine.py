@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Generator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -136,8 +137,10 @@ class TransferFlow:
 class AsyncTransferFlow:
     """The flow for asyncio code (the AMI worker): many calls on one event loop.
 
-    Store operations run in worker threads, so a store waiting on a lock never stalls
-    the loop; API calls are awaited on the shared async client.
+    Store operations run on one thread of their own: a store waiting on a lock never
+    stalls the loop, and with a single connection the process's own writes never
+    contend for SQLite's lock (several threads would, and wait in its busy handler).
+    API calls are awaited on the shared async client.
     """
 
     def __init__(
@@ -152,11 +155,20 @@ class AsyncTransferFlow:
         self.client = client
         self.store = store
         self.rules = FlowRules(policy, router, now)
+        self._store_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="call-store")
 
     @property
     def policy(self) -> FlowPolicy:
         """The timing and retry policy in force."""
         return self.rules.policy
+
+    def close(self) -> None:
+        """Stop the store's thread (after the pending operations)."""
+        self._store_thread.shutdown(wait=True)
+
+    async def in_flight(self) -> list[str]:
+        """Calls the adapter still owes an action (being dialed), oldest first."""
+        return await self._on_store_thread(self.store.active_ids)
 
     async def start(self, call: CallStart) -> Step:
         """A caller is handed over: request a transfer and say what to dial."""
@@ -172,8 +184,11 @@ class AsyncTransferFlow:
 
     async def load(self, call_id: str) -> CallRecord | None:
         """The call's record, if the store has one."""
-        stored = await asyncio.to_thread(self.store.get, call_id)
+        stored = await self._on_store_thread(self.store.get, call_id)
         return CallRecord.from_json(stored.data) if stored else None
+
+    async def _on_store_thread(self, function: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._store_thread, function, *args)
 
     async def _run(self, flow: Generator[Effect, Any, T]) -> T:
         outcome: _Outcome = (None, None)
@@ -194,4 +209,4 @@ class AsyncTransferFlow:
         if isinstance(effect, Pause):
             await asyncio.sleep(effect.seconds)
             return None
-        return await asyncio.to_thread(_store_effect, self.store, effect)
+        return await self._on_store_thread(_store_effect, self.store, effect)
