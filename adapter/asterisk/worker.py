@@ -116,7 +116,8 @@ class AsteriskWorker:
                 except StartupError:
                     raise
                 except AmiError as exc:
-                    log.warning("AMI session ended: %s", exc)
+                    if not self._stopping.is_set():
+                        log.warning("AMI session ended: %s", exc)
                 first_session = False
                 if self._stopping.is_set():
                     break

@@ -226,10 +226,9 @@ class AsyncGenAgentClient(_ClientBase):
             timeout = self._attempt_timeout(deadline)
             started = time.monotonic()
             try:
-                # wait_for bounds the whole attempt; httpx's timeout bounds each phase.
-                response = await asyncio.wait_for(
-                    self._http.request(method, path, json=body, timeout=timeout), timeout
-                )
+                # The whole attempt is bounded here; httpx's timeout bounds each phase.
+                async with asyncio.timeout(timeout):
+                    response = await self._http.request(method, path, json=body, timeout=timeout)
                 self._log_ok(method, path, response, started)
                 return interpret(response)
             except TimeoutError:
