@@ -248,3 +248,20 @@ def test_dial_statuses() -> None:
     assert dial_result("CANCEL") is DialResult.CALLER_HUNG_UP
     for status in ("CONGESTION", "CHANUNAVAIL", "INVALIDARGS", "", "SOMETHING-NEW"):
         assert dial_result(status) is DialResult.FAILED
+
+
+@async_test
+async def test_a_failing_flow_sends_the_caller_to_fallback_at_once(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    async with running_rig(sandbox, tmp_path) as rig:
+        assert rig.worker.flow is not None
+
+        async def broken(call: object) -> None:
+            raise RuntimeError("the store is on fire")
+
+        rig.worker.flow.start = broken  # type: ignore[method-assign, assignment]
+        caller = rig.caller(**IVR)
+        caller.hand_off()
+        await caller.wait_until("genagent-fallback", timeout=3)
+        assert caller.variables["GA_FALLBACK_REASON"] == "internal error"

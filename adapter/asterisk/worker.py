@@ -15,7 +15,7 @@ import contextlib
 import logging
 import random
 import re
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from typing import Any
 
 from panoramisk.message import Message
@@ -286,7 +286,7 @@ class AsteriskWorker:
                 if name.startswith("GA_IV_") and len(name) > len("GA_IV_")
             },
         )
-        await self._apply(uniqueid, await self.flow.start(call))
+        await self._apply(uniqueid, await _or_fallback(uniqueid, self.flow.start(call)))
 
     async def _returned(self, uniqueid: str, status: str, transfer_id: str) -> None:
         assert self.flow is not None
@@ -299,8 +299,8 @@ class AsteriskWorker:
                 await self._apply(uniqueid, Route(RouteKind.FALLBACK, reason="unknown call"))
                 return
             attempt = record.current.number
-        step = await self.flow.dial_ended(uniqueid, attempt, dial_result(status))
-        await self._apply(uniqueid, step)
+        step = self.flow.dial_ended(uniqueid, attempt, dial_result(status))
+        await self._apply(uniqueid, await _or_fallback(uniqueid, step))
 
     async def _returned_while_away(self, uniqueid: str) -> None:
         session = self._live_session()
@@ -342,6 +342,16 @@ class AsteriskWorker:
         if session is None or session.closed.is_set():
             raise AmiError("no AMI session")
         return session
+
+
+async def _or_fallback(uniqueid: str, decision: Awaitable[Step]) -> Step:
+    """The flow's decision; if deciding fails (the store, a bug), the fallback at once
+    rather than a caller on hold until the dialplan's safety timeout."""
+    try:
+        return await decision
+    except Exception:
+        log.exception("call %s: the flow failed; sending the caller to the fallback", uniqueid)
+        return Route(RouteKind.FALLBACK, reason="internal error")
 
 
 def _attempt_of(transfer_id: str, uniqueid: str) -> int | None:
