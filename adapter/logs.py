@@ -1,4 +1,4 @@
-"""Logging set-up and helpers that keep caller data out of log lines."""
+"""Logging set-up for the command line."""
 
 from __future__ import annotations
 
@@ -13,10 +13,3 @@ def configure_logging(level: str | None = None) -> None:
         level=getattr(logging, name, logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-
-
-def mask_number(number: str | None) -> str:
-    """A phone number reduced to its last two digits, for log lines."""
-    if not number:
-        return "-"
-    return "***" + number[-2:] if len(number) > 4 else "***"

@@ -289,18 +289,20 @@ class AsteriskWorker:
         await self._apply(uniqueid, await _or_fallback(uniqueid, self.flow.start(call)))
 
     async def _returned(self, uniqueid: str, status: str, transfer_id: str) -> None:
-        assert self.flow is not None
         self.calls.add(uniqueid)
+        step = self._after_dial(uniqueid, dial_result(status), transfer_id)
+        await self._apply(uniqueid, await _or_fallback(uniqueid, step))
+
+    async def _after_dial(self, uniqueid: str, result: DialResult, transfer_id: str) -> Step:
+        assert self.flow is not None
         attempt = _attempt_of(transfer_id, uniqueid)
-        if attempt is None:
+        if attempt is None:  # the dialplan lost GA_TRANSFER_ID: the store knows the attempt
             record = await self.flow.load(uniqueid)
             if record is None or record.current is None:
                 log.warning("call %s: dial ended, but no hand-off is known", uniqueid)
-                await self._apply(uniqueid, Route(RouteKind.FALLBACK, reason="unknown call"))
-                return
+                return Route(RouteKind.FALLBACK, reason="unknown call")
             attempt = record.current.number
-        step = self.flow.dial_ended(uniqueid, attempt, dial_result(status))
-        await self._apply(uniqueid, await _or_fallback(uniqueid, step))
+        return await self.flow.dial_ended(uniqueid, attempt, result)
 
     async def _returned_while_away(self, uniqueid: str) -> None:
         session = self._live_session()
