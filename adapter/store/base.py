@@ -62,6 +62,11 @@ class CallStore(ABC):
         """Ids of records flagged active, least recently written first."""
 
     @abstractmethod
+    def recent(self, limit: int = 100, since: float | None = None) -> list[Stored]:
+        """Records written at or after ``since`` (epoch seconds), most recently written
+        first, at most ``limit`` of them: the call history."""
+
+    @abstractmethod
     def purge(self, older_than_seconds: float) -> int:
         """Delete records not written for ``older_than_seconds``; returns how many."""
 

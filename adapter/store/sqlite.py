@@ -140,6 +140,21 @@ class SQLiteCallStore(CallStore):
             ).fetchall()
         return [call_id for (call_id,) in rows]
 
+    def recent(self, limit: int = 100, since: float | None = None) -> list[Stored]:
+        if limit < 0:
+            raise ValueError(f"limit must not be negative, got {limit}")
+        cutoff = -math.inf if since is None else since
+        with self._use() as conn:
+            rows = conn.execute(
+                "SELECT call_id, version, active, updated_at, data FROM calls"
+                " WHERE updated_at >= ? ORDER BY updated_at DESC, rowid DESC LIMIT ?",
+                (cutoff, limit),
+            ).fetchall()
+        return [
+            Stored(call_id, _decode(call_id, text), int(version), bool(active), updated_at)
+            for call_id, version, active, updated_at, text in rows
+        ]
+
     def purge(self, older_than_seconds: float) -> int:
         if not older_than_seconds >= 0 or math.isinf(older_than_seconds):
             raise ValueError(

@@ -1,0 +1,1 @@
+"""What an operator sees: masking of caller data, logs, metrics and call history."""
