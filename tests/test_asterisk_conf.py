@@ -182,7 +182,11 @@ def test_handoff_clears_then_tells_the_adapter_without_caller_data() -> None:
     events = [s for s in handoff if s.app == "UserEvent"]
     assert len(events) == 1
     assert events[0].data.split(",")[0] == "GenerativeAgentTransfer"
-    assert variables(events[0].data) == {"GA_HANDOFF_TIMEOUT"}
+    # The hand-off counter is no caller data: it names the hand-off for the adapter.
+    assert variables(events[0].data) == {"GA_HANDOFF_TIMEOUT", "GA_HANDOFF_SEQ"}
+    counted = [s for s in handoff if s.app == "Set" and s.data.startswith("GA_HANDOFF_SEQ=")]
+    assert len(counted) == 1
+    assert counted[0].priority < events[0].priority
     cleared = {s.data for s in handoff if s.app == "Set" and s.priority < events[0].priority}
     for name in (
         "GA_TRANSFER_NUMBER",

@@ -131,12 +131,13 @@ def start_stack(
     tmp_path: Path,
     store_name: str = "calls.sqlite3",
     router: Router = default_router,
+    flow: FlowPolicy | None = None,
     **twilio: Any,
 ) -> Stack:
     """Serve the app for ``sandbox`` with a SQLite store under ``tmp_path``."""
     store_url = f"sqlite:///{tmp_path / store_name}"
     store = open_store(store_url)
-    settings = web_settings(sandbox.url, store_url, router=router, **twilio)
+    settings = web_settings(sandbox.url, store_url, flow, router=router, **twilio)
     web = BackgroundServer(create_app(settings, store=store)).start()
     http = httpx.Client(timeout=30)
     sim = TwilioSimulator(web.url, sandbox.url, AUTH_TOKEN, http=http)

@@ -22,7 +22,7 @@ from panoramisk.message import Message
 
 from adapter.asterisk.ami import AmiError, AmiSession, ChannelGone, first
 from adapter.asterisk.settings import WorkerSettings
-from adapter.flow import AsyncTransferFlow, CallStart, Dial, DialResult, Hangup, Route, Step
+from adapter.flow import AsyncTransferFlow, CallStart, Dial, DialResult, Hangup, Hold, Route, Step
 from adapter.flow.model import RouteKind
 from adapter.genagent import AsyncGenAgentClient
 from adapter.store import CallStore, StoreError, open_store
@@ -47,8 +47,12 @@ _DIAL_RESULTS = {
     "CANCEL": DialResult.CALLER_HUNG_UP,
 }
 _VAR_NAME = re.compile(r"[^A-Za-z0-9_]")
-# What the IVR may set before the hand-off (besides GA_IV_<name>).
-_CONTEXT_VARIABLES = ("GA_TASK", "GA_CONVERSATION_ID", "GA_COUNTRY")
+# What the IVR may set before the hand-off (besides GA_IV_<name>), and the dialplan's
+# count of hand-offs of the channel (it names each hand-off: the same count is a redelivery).
+HANDOFF_COUNTER = "GA_HANDOFF_SEQ"
+_CONTEXT_VARIABLES = ("GA_TASK", "GA_CONVERSATION_ID", "GA_COUNTRY", HANDOFF_COUNTER)
+# Route variables a hand-off's route sets; an earlier route's are cleared at a new hand-off.
+_ROUTE_VARIABLE_PREFIXES = ("GA_TV_", "GA_RV_")
 
 
 class StartupError(Exception):
@@ -271,10 +275,19 @@ class AsteriskWorker:
             variables = await session.variables(uniqueid)
             names = [n for n in variables if n in _CONTEXT_VARIABLES or n.startswith("GA_IV_")]
             values = await asyncio.gather(*(session.getvar(uniqueid, n) for n in names))
+            # What an earlier hand-off's route set must not reach this one's route context.
+            stale = [
+                name
+                for name, value in variables.items()
+                if name.startswith(_ROUTE_VARIABLE_PREFIXES) and value
+            ]
+            for name in stale:
+                await session.setvar(uniqueid, name, "")
         except ChannelGone:
             await self._ended(uniqueid, "gone before the hand-off")
             return
         context = dict(zip(names, values, strict=True))
+        counter = context.get(HANDOFF_COUNTER, "").strip()
         call = CallStart(
             call_id=uniqueid,
             conversation_id=context.get("GA_CONVERSATION_ID") or linkedid,
@@ -285,6 +298,7 @@ class AsteriskWorker:
                 for name, value in context.items()
                 if name.startswith("GA_IV_") and len(name) > len("GA_IV_")
             },
+            token=f"seq-{counter}" if counter.isdigit() else None,
         )
         await self._apply(uniqueid, await _or_fallback(uniqueid, self.flow.start(call)))
 
@@ -321,6 +335,12 @@ class AsteriskWorker:
 
     async def _apply(self, uniqueid: str, step: Step) -> None:
         """Carry a flow decision out on the caller's channel."""
+        assert self.flow is not None
+        while isinstance(step, Hold):
+            # The caller is on music on hold in genagent-dial: ask again after a pause.
+            await asyncio.sleep(step.seconds)
+            poll = self.flow.context_poll(uniqueid, step.attempt)
+            step = await _or_fallback(uniqueid, poll)
         if isinstance(step, Hangup):
             self.calls.discard(uniqueid)
             return

@@ -40,6 +40,9 @@ class CallScript:
     query: dict[str, str] = field(default_factory=dict)
     params: dict[str, str] = field(default_factory=dict)
     hang_up_before_answer: bool = False
+    # Later hand-offs: each time the adapter returns the caller to the IVR, the IVR hands
+    # the caller over again with the next of these queries (until none is left).
+    again: tuple[dict[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +63,8 @@ class CallResult:
     events: list[Event] = field(default_factory=list)
     dialed: list[str] = field(default_factory=list)
     said: list[str] = field(default_factory=list)
+    played: list[str] = field(default_factory=list)
+    returns: list[str] = field(default_factory=list)  # IVR URLs the caller was sent back to
     documents: list[ET.Element] = field(default_factory=list)
     final: str = ""
     final_verb: str = ""
@@ -73,6 +78,7 @@ class _Call:
 
     result: CallResult
     legs: list[AgentLeg]
+    again: list[dict[str, str]] = field(default_factory=list)
     caller_gone: bool = False
     started: float = field(default_factory=time.monotonic)
 
@@ -106,7 +112,11 @@ class TwilioSimulator:
 
     def play(self, script: CallScript, call_sid: str | None = None) -> CallResult:
         """Play one call to its end and return what happened."""
-        call = _Call(CallResult(call_sid=call_sid or "CA" + uuid.uuid4().hex), list(script.legs))
+        call = _Call(
+            CallResult(call_sid=call_sid or "CA" + uuid.uuid4().hex),
+            list(script.legs),
+            list(script.again),
+        )
         base = self._base_params(call.result.call_sid) | script.params
         url: str | None = f"{self.app_url}{self.voice_path}"
         if script.query:
@@ -137,6 +147,9 @@ class TwilioSimulator:
             if verb.tag == "Say":
                 call.result.said.append(verb.text or "")
                 call.log("caller", f"hears: {verb.text!r}")
+            elif verb.tag == "Play":
+                call.result.played.append((verb.text or "").strip())
+                call.log("caller", "hears hold audio")
             elif verb.tag == "Dial" and verb.get("action"):
                 number = (verb.findtext("Number") or "").strip()
                 call.result.dialed.append(number)
@@ -149,6 +162,15 @@ class TwilioSimulator:
                 target = urljoin(url, (verb.text or "").strip())
                 if target.startswith(self.app_url):
                     return target, {"CallStatus": "in-progress"}
+                call.result.returns.append(target)
+                if call.again:
+                    call.log("caller", f"returned to the IVR: {target}")
+                    call.log("ivr", "hands the caller to GenerativeAgent again")
+                    query = call.again.pop(0)
+                    voice = f"{self.app_url}{self.voice_path}"
+                    return (f"{voice}?{urlencode(query)}" if query else voice), {
+                        "CallStatus": "in-progress"
+                    }
                 self._finish(call, "Redirect", target, f"returned to the IVR: {target}")
                 return None, {}
             elif verb.tag in ("Dial", "Enqueue"):
@@ -233,9 +255,17 @@ class TwilioSimulator:
         call.log("adapter", f"answers in {took:.0f} ms: {verbs}")
         return document
 
-    def _signed_post(self, url: str, params: dict[str, str]) -> httpx.Response:
+    def _signed_post(
+        self, url: str, params: dict[str, str], token: str | None = None
+    ) -> httpx.Response:
+        """POST as Twilio does: signed, and named by an idempotency token (a retry of the
+        same request would carry the same token)."""
         signature = self._validator.compute_signature(url, params)
-        return self._http.post(url, data=params, headers={"X-Twilio-Signature": signature})
+        headers = {
+            "X-Twilio-Signature": signature,
+            "I-Twilio-Idempotency-Token": token or uuid.uuid4().hex,
+        }
+        return self._http.post(url, data=params, headers=headers)
 
     @staticmethod
     def _base_params(sid: str) -> dict[str, str]:

@@ -10,16 +10,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
-from adapter.flow.logic import (
-    CreateTransfer,
-    Effect,
-    FlowRules,
-    GetTransfer,
-    Load,
-    Pause,
-    Purge,
-    Save,
-)
+from adapter.flow.effects import CreateTransfer, Effect, GetTransfer, Load, Pause, Purge, Save
+from adapter.flow.logic import FlowRules
 from adapter.flow.model import CallRecord, CallStart, DialResult, Phase, Step
 from adapter.flow.policy import FlowPolicy
 from adapter.flow.routing import Router, default_router
@@ -53,8 +45,8 @@ def _advance(flow: Generator[Effect, Any, T], outcome: _Outcome) -> Effect | _Do
 
 def _write(store: CallStore, effect: Save) -> Any:
     record = effect.record
-    # "Active": the adapter still owes this call an action (it is being dialed).
-    active = record.phase is Phase.DIALING
+    # "Active": the adapter still owes this call an action (being dialed, or on hold).
+    active = record.phase in (Phase.DIALING, Phase.HOLDING)
     if effect.version is None:
         return store.create(record.call_id, record.to_json(), active=active)
     return store.update(
@@ -102,6 +94,10 @@ class TransferFlow:
     def dial_ended(self, call_id: str, attempt: int, result: DialResult) -> Step:
         """The front saw the dial of attempt ``attempt`` end with ``result``."""
         return self._run(self.rules.dial_ended(call_id, attempt, result))
+
+    def context_poll(self, call_id: str, attempt: int) -> Step:
+        """The caller was put on hold (a Hold step): read the context again."""
+        return self._run(self.rules.context_poll(call_id, attempt))
 
     def call_ended(self, call_id: str, status: str) -> None:
         """The platform says the call is over (any phase)."""
@@ -167,7 +163,7 @@ class AsyncTransferFlow:
         self._store_thread.shutdown(wait=True)
 
     async def in_flight(self) -> list[str]:
-        """Calls the adapter still owes an action (being dialed), oldest first."""
+        """Calls the adapter still owes an action (being dialed or on hold), oldest first."""
         return await self._on_store_thread(self.store.active_ids)
 
     async def start(self, call: CallStart) -> Step:
@@ -177,6 +173,10 @@ class AsyncTransferFlow:
     async def dial_ended(self, call_id: str, attempt: int, result: DialResult) -> Step:
         """The front saw the dial of attempt ``attempt`` end with ``result``."""
         return await self._run(self.rules.dial_ended(call_id, attempt, result))
+
+    async def context_poll(self, call_id: str, attempt: int) -> Step:
+        """The caller was put on hold (a Hold step): read the context again."""
+        return await self._run(self.rules.context_poll(call_id, attempt))
 
     async def call_ended(self, call_id: str, status: str) -> None:
         """The platform says the call is over (any phase)."""

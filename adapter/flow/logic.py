@@ -6,10 +6,12 @@ driver serves the Flask app, the asyncio driver the AMI worker, so both fronts s
 every rule. Failures of an effect (GenAgentError, StoreError) are thrown back into the
 generator at the point that asked for it.
 
-Every front event is idempotent: its answer is saved under a key ("start",
-"dial-1", ...) and a redelivery gets the same answer without a second API call.
-Transfer ids are ``<call id>-<attempt>``, so even two workers racing on one event
-create the transfer once (the client turns the 409 into the saved transfer).
+A call may be handed over any number of times; each hand-off has its own attempts and
+ends in a route. Every front event is idempotent: its answer is saved under a key
+("start", "start-2", "dial-1", "context-1", ...) and a redelivery gets the same answer
+without a second API call. Transfer ids are ``<call id>-<attempt>`` with attempts
+numbered across the call, so even two workers racing on one event create the transfer
+once (the client turns the 409 into the saved transfer).
 """
 
 from __future__ import annotations
@@ -17,34 +19,31 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from adapter.flow.context import ContextReads, describe
+from adapter.flow.effects import CreateTransfer, Effect, GetTransfer, Load, Purge, Save
 from adapter.flow.model import (
     Attempt,
     CallRecord,
     CallStart,
     Dial,
     DialResult,
+    Handoff,
     Hangup,
+    Hold,
     Outcome,
     Phase,
-    Route,
-    RouteKind,
     Step,
+    start_key,
     step_from_json,
     step_to_json,
 )
 from adapter.flow.policy import FlowPolicy
-from adapter.flow.routing import RouteContext, Router, decide, default_router, fallback, route_for
-from adapter.genagent import (
-    CallTransfer,
-    Deadline,
-    GenAgentError,
-    PhoneNumberTransferRequest,
-    TransferStatus,
-)
+from adapter.flow.routing import Router, default_router, fallback
+from adapter.genagent import Deadline, GenAgentError, PhoneNumberTransferRequest, TransferStatus
+from adapter.genagent.values import dialable_number
 from adapter.store import StaleWriteError, Stored, StoreError
 
 log = logging.getLogger("adapter.flow")
@@ -57,62 +56,7 @@ _DIAL_OUTCOMES = {
 _SAVE_TRIES = 5
 
 
-# --- effects -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class CreateTransfer:
-    """Create a call transfer; the result is a CallTransfer."""
-
-    request: PhoneNumberTransferRequest
-    deadline: float
-
-
-@dataclass(frozen=True, slots=True)
-class GetTransfer:
-    """Read a call transfer; the result is a CallTransfer."""
-
-    transfer_id: str
-    deadline: float
-
-
-@dataclass(frozen=True, slots=True)
-class Pause:
-    """Wait ``seconds``."""
-
-    seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class Load:
-    """Read a call's record; the result is a Stored or None."""
-
-    call_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class Save:
-    """Write a call's record: create it (``version`` None) or update that version."""
-
-    record: CallRecord
-    version: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class Purge:
-    """Delete records not written for ``older_than`` seconds; the result is a count."""
-
-    older_than: float
-
-
-Effect = CreateTransfer | GetTransfer | Pause | Load | Save | Purge
-Flow = Generator[Effect, Any, Any]
-
-
-# --- the rules ---------------------------------------------------------------------------
-
-
-class FlowRules:
+class FlowRules(ContextReads):
     """What to do on each front event, as generators of effects."""
 
     def __init__(
@@ -121,45 +65,81 @@ class FlowRules:
         router: Router = default_router,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self.policy = policy or FlowPolicy()
-        self.router = router
+        super().__init__(policy or FlowPolicy(), router)
         self._now = now
         self._next_purge = 0.0
 
+    # --- front events ------------------------------------------------------------------
+
     def start(self, call: CallStart) -> Generator[Effect, Any, Step]:
-        """A caller is handed over: request a transfer and say what to dial."""
+        """A caller is handed over: a new hand-off requests a transfer and says what to
+        dial; a redelivered one gets the answer it got before, with no API call."""
         stored = yield Load(call.call_id)
-        if stored is not None:
-            return (yield from self._replay(CallRecord.from_json(stored.data), stored.version))
-        record = CallRecord(
-            call_id=call.call_id,
-            conversation_id=call.conversation_id,
-            country=call.country,
-            task_name=call.task_name,
-            input_variables=dict(call.input_variables),
-        )
-        record.note("handoff")
-        step = yield from self._next_attempt(record, Deadline.after(self.policy.event_budget))
-        return (yield from self._save(record, None, "start", step))
+        if stored is None:
+            record = CallRecord(
+                call_id=call.call_id,
+                conversation_id=call.conversation_id or call.call_id,
+                country=call.country,
+            )
+            return (yield from self._new_handoff(record, None, call))
+        record = CallRecord.from_json(stored.data)
+        if record.ended:
+            return Hangup()
+        seen = _redelivered(record, call.token)
+        if seen is not None:
+            return (yield from self._replay(record, stored.version, seen))
+        return (yield from self._new_handoff(record, stored.version, call))
 
     def dial_ended(
         self, call_id: str, attempt: int, result: DialResult
     ) -> Generator[Effect, Any, Step]:
         """The front saw the dial of attempt ``attempt`` end with ``result``."""
         key = f"dial-{attempt}"
-        stored = yield Load(call_id)
+        try:
+            stored = yield Load(call_id)
+        except StoreError as exc:
+            why = f"the call store is unreachable ({type(exc).__name__})"
+            return (yield from self.without_state(call_id, attempt, result, why))
         if stored is None:
-            log.warning("dial result for unknown call %s: sending it to the fallback", call_id)
-            return fallback("no state for this call")
+            return (yield from self.without_state(call_id, attempt, result, "no state"))
         record = CallRecord.from_json(stored.data)
         if key in record.steps or record.ended:
             return _answered(record, key)
         current = record.current
-        if current is None or current.number != attempt or current.outcome is not None:
+        if (
+            current is None
+            or current.number != attempt
+            or current.outcome is not None
+            or record.phase is not Phase.DIALING
+        ):
             log.warning("call %s: result for attempt %d is not the current one", call_id, attempt)
             return _answered(record, key)
         record.note("dial ended", f"attempt {attempt}: {result.value}")
         step = yield from self._after_dial(record, current, result)
+        return (yield from self._save(record, stored.version, key, step))
+
+    def context_poll(self, call_id: str, attempt: int) -> Generator[Effect, Any, Step]:
+        """The caller held (a Hold step): read the context of ``attempt`` again."""
+        key = f"context-{attempt}"
+        try:
+            stored = yield Load(call_id)
+        except StoreError as exc:
+            why = f"the call store is unreachable ({type(exc).__name__})"
+            stored, missing = None, why
+        else:
+            missing = "no state"
+        if stored is None:
+            returned = DialResult.AGENT_DISCONNECTED
+            return (yield from self.without_state(call_id, attempt, returned, missing))
+        record = CallRecord.from_json(stored.data)
+        if key in record.steps or record.ended:
+            return _answered(record, key)
+        current = record.current
+        if record.phase is not Phase.HOLDING or current is None or current.number != attempt:
+            return _answered(record, key)  # stale or out of order: where the call is now
+        step = yield from self.read_context(record, current, self._budget(), first=False)
+        if isinstance(step, Hold):
+            return step  # nothing decided yet: nothing to save
         return (yield from self._save(record, stored.version, key, step))
 
     def call_ended(self, call_id: str, status: str) -> Generator[Effect, Any, None]:
@@ -183,49 +163,75 @@ class FlowRules:
             log.error("call %s: could not record its end", call_id)
         yield from self._purge_now_and_then()
 
-    def _replay(self, record: CallRecord, version: int) -> Generator[Effect, Any, Step]:
-        """A hand-off seen again (a redelivered webhook, a resynchronised channel): the same
-        answer, unless its number no longer leaves time to ring: an expired number is
-        never dialed (ASAPP may have handed it to another caller), a new one is asked for."""
-        step = _answered(record, "start")
+    # --- hand-offs ---------------------------------------------------------------------
+
+    def _new_handoff(
+        self, record: CallRecord, version: int | None, call: CallStart
+    ) -> Generator[Effect, Any, Step]:
+        previous = record.handoff
+        number = len(record.handoffs) + 1
+        conversation = call.conversation_id or (
+            previous.conversation_id if previous else call.call_id
+        )
+        record.handoffs.append(
+            Handoff(number, call.token, conversation, call.task_name, dict(call.input_variables))
+        )
+        record.conversation_id = conversation
+        record.country = call.country
+        record.task_name = call.task_name
+        record.input_variables = dict(call.input_variables)
+        record.route, record.outcome, record.phase = None, None, Phase.DIALING
+        resumed = ", resuming the conversation" if previous else ""
+        record.note("handoff", f"hand-off {number}{resumed}")
+        if number > self.policy.max_handoffs:
+            too_many = f"more than {self.policy.max_handoffs} hand-offs"
+            step: Step = self.fallback_route(record, too_many)
+        else:
+            step = yield from self.next_attempt(record, self._budget())
+        return (yield from self._save(record, version, start_key(number), step))
+
+    def _replay(
+        self, record: CallRecord, version: int, handoff: Handoff
+    ) -> Generator[Effect, Any, Step]:
+        """A hand-off seen again (a redelivered webhook, a resynchronised channel): where
+        it stands, never a number of an earlier hand-off. A number that no longer leaves
+        time to ring is never dialed (ASAPP may have handed it to another caller): a new
+        one is asked for."""
+        key = start_key(handoff.number)
+        if handoff is not record.handoff or handoff.route is not None:
+            return handoff.route or _answered(record, key)
+        if record.phase is Phase.HOLDING and record.current is not None:
+            return Hold(record.current.number, self.policy.poll_interval, first=False)
         attempt = record.current
-        if (
-            not isinstance(step, Dial)
-            or attempt is None
-            or attempt.number != step.attempt
-            or attempt.outcome is not None
-        ):
-            return step
+        if attempt is None or attempt.outcome is not None or attempt.handoff != handoff.number:
+            return _answered(record, key)
+        number = dialable_number(attempt.transfer_number)
         expire_at = datetime.fromisoformat(attempt.expire_at) if attempt.expire_at else None
         timeout = self.policy.dial_timeout_until(expire_at, self._now())
-        if timeout is not None:
-            return replace(step, timeout=min(step.timeout, timeout))
+        if number is not None and timeout is not None:
+            return Dial(attempt.number, attempt.transfer_id, number, timeout)
         attempt.outcome = Outcome.EXPIRED
         attempt.detail = "expired before it was dialed"
         record.note("hand-off replayed", "the number expired: asking for a new one")
-        fresh = yield from self._next_attempt(record, Deadline.after(self.policy.event_budget))
-        return (yield from self._save(record, version, "start", fresh, replacing=step))
+        fresh = yield from self.next_attempt(record, self._budget())
+        replacing = step_from_json(record.steps[key]) if key in record.steps else None
+        return (yield from self._save(record, version, key, fresh, replacing=replacing))
 
     # --- decisions -------------------------------------------------------------------
 
     def _after_dial(
         self, record: CallRecord, attempt: Attempt, result: DialResult
     ) -> Generator[Effect, Any, Step]:
-        budget = Deadline.after(self.policy.event_budget)
+        budget = self._budget()
         if result is DialResult.CALLER_HUNG_UP:
             attempt.outcome = Outcome.CALLER_HUNG_UP
             _end(record, "caller hung up during the transfer")
             return Hangup()
         if result is not DialResult.AGENT_DISCONNECTED:
             attempt.outcome = yield from self._dial_failure(attempt, result)
-            return (yield from self._next_attempt(record, budget))
-        transfer = yield from self._fetch_completed(record, attempt, budget)
-        if transfer is None:
-            if attempt.outcome is Outcome.EXPIRED:
-                return (yield from self._next_attempt(record, budget))
-            return self._fallback(record, attempt.detail)
-        attempt.outcome = Outcome.AGENT_RETURNED
-        return self._route(record, route_for(transfer), transfer)
+            return (yield from self.next_attempt(record, budget))
+        attempt.returned_at = time.time()
+        return (yield from self.read_context(record, attempt, budget, first=True))
 
     def _dial_failure(
         self, attempt: Attempt, result: DialResult
@@ -240,40 +246,13 @@ class FlowRules:
             return Outcome.EXPIRED
         return _DIAL_OUTCOMES[result]
 
-    def _fetch_completed(
-        self, record: CallRecord, attempt: Attempt, budget: Deadline
-    ) -> Generator[Effect, Any, CallTransfer | None]:
-        """Read the transfer until it is COMPLETED; None (with the attempt's outcome set)
-        when it never reached GenerativeAgent, the API failed, or it stayed ONGOING."""
-        waited_until = time.monotonic() + self.policy.context_wait
-        while True:
-            deadline = min(budget.remaining(), self.policy.create_deadline)
-            try:
-                transfer: CallTransfer = yield GetTransfer(attempt.transfer_id, deadline)
-            except GenAgentError as exc:
-                attempt.outcome, attempt.detail = Outcome.API_ERROR, _describe(exc)
-                record.note("context fetch failed", attempt.detail)
-                return None
-            record.note("context fetched", f"status {transfer.status}")
-            if transfer.status == TransferStatus.COMPLETED:
-                return transfer
-            if transfer.status in (TransferStatus.ACTIVE, TransferStatus.EXPIRED):
-                attempt.outcome = Outcome.EXPIRED
-                attempt.detail = f"the number never reached GenerativeAgent ({transfer.status})"
-                return None
-            pause = self.policy.poll_interval
-            if time.monotonic() + pause > waited_until or pause >= budget.remaining():
-                attempt.outcome = Outcome.API_ERROR
-                attempt.detail = f"transfer still {transfer.status} after the agent hung up"
-                record.note("context not ready", attempt.detail)
-                return None
-            yield Pause(pause)
-
-    def _next_attempt(self, record: CallRecord, budget: Deadline) -> Generator[Effect, Any, Step]:
-        """Request transfers until one can be dialed, or fall back."""
-        while len(record.attempts) < self.policy.max_attempts:
+    def next_attempt(self, record: CallRecord, budget: Deadline) -> Generator[Effect, Any, Step]:
+        """Request transfers until one can be dialed, or fall back; each hand-off has its
+        own budget of attempts."""
+        handoff = record.handoff.number if record.handoff else 1
+        while len(record.attempts_of(handoff)) < self.policy.max_attempts:
             number = len(record.attempts) + 1
-            attempt = Attempt(number=number, transfer_id=f"{record.call_id}-{number}")
+            attempt = Attempt(number, f"{record.call_id}-{number}", handoff=handoff)
             record.attempts.append(attempt)
             record.note("transfer requested", f"attempt {number}")
             try:
@@ -285,11 +264,11 @@ class FlowRules:
                     input_variables=record.input_variables,
                 )
                 deadline = min(budget.remaining(), self.policy.create_deadline)
-                transfer: CallTransfer = yield CreateTransfer(request, deadline)
+                transfer = yield CreateTransfer(request, deadline)
             except GenAgentError as exc:  # InvalidRequestError included
-                attempt.outcome, attempt.detail = Outcome.API_ERROR, _describe(exc)
+                attempt.outcome, attempt.detail = Outcome.API_ERROR, describe(exc)
                 record.note("transfer request failed", attempt.detail)
-                return self._fallback(record, attempt.detail)
+                return self.fallback_route(record, attempt.detail)
             attempt.transfer_number = transfer.transfer_number
             attempt.expire_at = transfer.expire_at.isoformat() if transfer.expire_at else None
             timeout = self.policy.dial_timeout_until(transfer.expire_at, self._now())
@@ -297,31 +276,17 @@ class FlowRules:
                 attempt.outcome = Outcome.EXPIRED
                 attempt.detail = f"transfer {transfer.status}, not dialable"
                 continue
+            dialable = dialable_number(transfer.transfer_number)
+            if dialable is None:
+                attempt.outcome = Outcome.API_ERROR
+                attempt.detail = "the transfer number is not a plausible E.164 number"
+                record.note("transfer unusable", attempt.detail)
+                continue
             record.phase = Phase.DIALING
             record.note("dial", f"attempt {number}, {timeout} s")
-            assert transfer.transfer_number is not None  # checked by the client when ACTIVE
-            return Dial(number, attempt.transfer_id, transfer.transfer_number, timeout)
-        return self._fallback(record, f"no transfer was reached in {len(record.attempts)} attempts")
-
-    def _fallback(self, record: CallRecord, reason: str) -> Route:
-        last = record.current.transfer_id if record.current else None
-        return self._route(record, fallback(reason, last), None)
-
-    def _route(self, record: CallRecord, default: Route, transfer: CallTransfer | None) -> Route:
-        route = decide(
-            self.router, RouteContext(record.call_id, record.conversation_id, transfer, default)
-        )
-        if route.transfer_id is None and default.transfer_id is not None:
-            route = replace(route, transfer_id=default.transfer_id)
-        record.route = route
-        record.phase = Phase.ROUTED
-        returned = route.kind is not RouteKind.FALLBACK
-        record.outcome = Outcome.AGENT_RETURNED if returned else Outcome.FALLBACK
-        record.note("route", f"{route.kind.value}: {route.reason}")
-        log.info(
-            "call %s routed to %s (%s)", record.call_id, route.kind.value, record.outcome.value
-        )
-        return route
+            return Dial(number, attempt.transfer_id, dialable, timeout)
+        tried = len(record.attempts_of(handoff))
+        return self.fallback_route(record, f"no transfer was reached in {tried} attempts")
 
     # --- persistence -----------------------------------------------------------------
 
@@ -368,6 +333,33 @@ class FlowRules:
         if removed:
             log.info("purged %d call records older than %g h", removed, self.policy.retention_hours)
 
+    def _budget(self) -> Deadline:
+        return Deadline.after(self.policy.event_budget)
+
+
+def _redelivered(record: CallRecord, token: str | None) -> Handoff | None:
+    """The hand-off this start event repeats, or None if it is a new hand-off.
+
+    The token decides where the front gives one; otherwise the call's phase: while a
+    hand-off is still in flight (no route yet) a start is a redelivery of it.
+    """
+    if token is not None:
+        for handoff in record.handoffs:
+            if handoff.token == token:
+                return handoff
+    current = record.handoff
+    if current is None or current.route is not None:
+        return None
+    if record.phase in (Phase.DIALING, Phase.HOLDING):
+        if token is not None and current.token is not None:
+            log.warning(
+                "call %s: a new hand-off while hand-off %d is in flight: answering that one",
+                record.call_id,
+                current.number,
+            )
+        return current
+    return None
+
 
 def _answered(record: CallRecord, key: str) -> Step:
     saved = record.steps.get(key)
@@ -384,9 +376,8 @@ def _end(record: CallRecord, why: str) -> None:
         current.outcome = Outcome.CALLER_HUNG_UP
     if record.outcome is None:
         record.outcome = Outcome.CALLER_HUNG_UP
+    handoff = record.handoff
+    if handoff is not None and handoff.outcome is None:
+        handoff.outcome = Outcome.CALLER_HUNG_UP
     record.phase = Phase.ENDED
     record.note("ended", why)
-
-
-def _describe(exc: Exception) -> str:
-    return f"{type(exc).__name__}: {exc}"[:300]

@@ -16,6 +16,7 @@ class Phase(StrEnum):
     """Where a call is in the hand-off."""
 
     DIALING = "dialing"  # a transfer number was handed to the front to dial
+    HOLDING = "holding"  # the agent hung up; the caller holds while its context is read
     ROUTED = "routed"  # the caller was sent on: agent, IVR or fallback
     ENDED = "ended"  # the caller is gone
 
@@ -54,13 +55,21 @@ class RouteKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class CallStart:
-    """What a front knows when a caller is handed over."""
+    """What a front knows when a caller is handed over.
+
+    ``conversation_id`` None means the call's own conversation: the one its earlier
+    hand-offs used (so GenerativeAgent resumes it), or the call id for the first.
+    ``token`` names this hand-off event where the platform gives it a stable name (Twilio's
+    I-Twilio-Idempotency-Token, the dialplan's hand-off counter): the same token is a
+    redelivery, another token after a route is a new hand-off.
+    """
 
     call_id: str
-    conversation_id: str
+    conversation_id: str | None
     country: str
     task_name: str | None = None
     input_variables: dict[str, str] = field(default_factory=dict)
+    token: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +128,17 @@ class Hangup:
     """The caller is gone: do nothing more."""
 
 
-Step = Dial | Route | Hangup
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """GenerativeAgent hung up but its context is not ready: keep the caller on hold
+    (with sound, never silence) and ask again about ``attempt`` after ``seconds``."""
+
+    attempt: int
+    seconds: float
+    first: bool = True
+
+
+Step = Dial | Route | Hangup | Hold
 
 
 def step_to_json(step: Step) -> dict[str, Any]:
@@ -134,6 +153,9 @@ def step_to_json(step: Step) -> dict[str, Any]:
         }
     if isinstance(step, Route):
         return {"step": "route", **step.to_json()}
+    if isinstance(step, Hold):
+        seconds, first = step.seconds, step.first
+        return {"step": "hold", "attempt": step.attempt, "seconds": seconds, "first": first}
     return {"step": "hangup"}
 
 
@@ -144,6 +166,8 @@ def step_from_json(data: dict[str, Any]) -> Step:
         return Dial(data["attempt"], data["transferId"], data["number"], data["timeout"])
     if kind == "route":
         return Route.from_json(data)
+    if kind == "hold":
+        return Hold(data["attempt"], float(data["seconds"]), bool(data.get("first", True)))
     return Hangup()
 
 
@@ -157,6 +181,8 @@ class Attempt:
     expire_at: str | None = None  # ISO 8601, as the API gave it
     outcome: Outcome | None = None
     detail: str = ""
+    handoff: int = 1  # the hand-off this attempt belongs to
+    returned_at: float | None = None  # when GenerativeAgent hung up (epoch seconds)
 
     def to_json(self) -> dict[str, Any]:
         """Plain data for the store."""
@@ -167,6 +193,8 @@ class Attempt:
             "expireAt": self.expire_at,
             "outcome": self.outcome.value if self.outcome else None,
             "detail": self.detail,
+            "handoff": self.handoff,
+            "returnedAt": self.returned_at,
         }
 
     @classmethod
@@ -180,12 +208,67 @@ class Attempt:
             expire_at=data.get("expireAt"),
             outcome=Outcome(outcome) if outcome else None,
             detail=data.get("detail", ""),
+            handoff=int(data.get("handoff") or 1),
+            returned_at=data.get("returnedAt"),
         )
 
 
 @dataclass(slots=True)
+class Handoff:
+    """One time the caller was handed to GenerativeAgent, and where it ended."""
+
+    number: int
+    token: str | None
+    conversation_id: str
+    task_name: str | None = None
+    input_variables: dict[str, str] = field(default_factory=dict)
+    started_at: float = field(default_factory=time.time)
+    outcome: Outcome | None = None
+    route: Route | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data for the store."""
+        return {
+            "number": self.number,
+            "token": self.token,
+            "conversationId": self.conversation_id,
+            "taskName": self.task_name,
+            "inputVariables": dict(self.input_variables),
+            "startedAt": self.started_at,
+            "outcome": self.outcome.value if self.outcome else None,
+            "route": self.route.to_json() if self.route else None,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Handoff:
+        """Inverse of to_json."""
+        outcome = data.get("outcome")
+        route = data.get("route")
+        return cls(
+            number=int(data["number"]),
+            token=data.get("token"),
+            conversation_id=data["conversationId"],
+            task_name=data.get("taskName"),
+            input_variables=dict(data.get("inputVariables") or {}),
+            started_at=float(data.get("startedAt") or 0.0),
+            outcome=Outcome(outcome) if outcome else None,
+            route=Route.from_json(route) if route else None,
+        )
+
+
+def start_key(handoff: int) -> str:
+    """The key a hand-off's first answer is saved under ("start" for the first)."""
+    return "start" if handoff == 1 else f"start-{handoff}"
+
+
+@dataclass(slots=True)
 class CallRecord:
-    """Everything the flow keeps about one call, keyed by the platform's call id."""
+    """Everything the flow keeps about one call, keyed by the platform's call id.
+
+    A call may be handed to GenerativeAgent several times (``handoffs``); attempts are
+    numbered across the whole call, so transfer ids ``<call id>-<n>`` never repeat. The
+    top-level conversation, task, variables, route and outcome are the latest hand-off's.
+    """
 
     call_id: str
     conversation_id: str
@@ -196,6 +279,7 @@ class CallRecord:
     outcome: Outcome | None = None
     attempts: list[Attempt] = field(default_factory=list)
     route: Route | None = None
+    handoffs: list[Handoff] = field(default_factory=list)
     # The step answered to each front event ("start", "dial-1", ...): a redelivered
     # webhook gets the same answer, and nothing is requested or dialed twice.
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -211,6 +295,15 @@ class CallRecord:
     def current(self) -> Attempt | None:
         """The latest attempt, if any."""
         return self.attempts[-1] if self.attempts else None
+
+    @property
+    def handoff(self) -> Handoff | None:
+        """The latest hand-off, if any."""
+        return self.handoffs[-1] if self.handoffs else None
+
+    def attempts_of(self, handoff: int) -> list[Attempt]:
+        """The attempts of hand-off number ``handoff``."""
+        return [a for a in self.attempts if a.handoff == handoff]
 
     def note(self, event: str, detail: str = "") -> None:
         """Add a timeline entry (no caller data or phone numbers in ``detail``)."""
@@ -228,6 +321,7 @@ class CallRecord:
             "outcome": self.outcome.value if self.outcome else None,
             "attempts": [a.to_json() for a in self.attempts],
             "route": self.route.to_json() if self.route else None,
+            "handoffs": [h.to_json() for h in self.handoffs],
             "steps": self.steps,
             "timeline": [list(entry) for entry in self.timeline],
             "createdAt": self.created_at,
@@ -238,7 +332,8 @@ class CallRecord:
         """Inverse of to_json."""
         outcome = data.get("outcome")
         route = data.get("route")
-        return cls(
+        handoffs = [Handoff.from_json(h) for h in data.get("handoffs") or []]
+        record = cls(
             call_id=data["callId"],
             conversation_id=data["conversationId"],
             country=data["country"],
@@ -248,7 +343,22 @@ class CallRecord:
             outcome=Outcome(outcome) if outcome else None,
             attempts=[Attempt.from_json(a) for a in data.get("attempts", [])],
             route=Route.from_json(route) if route else None,
+            handoffs=handoffs,
             steps=dict(data.get("steps") or {}),
             timeline=[(float(t), str(e), str(d)) for t, e, d in data.get("timeline", [])],
             created_at=float(data.get("createdAt", time.time())),
         )
+        if not record.handoffs and record.attempts:  # written before hand-offs were kept
+            record.handoffs.append(
+                Handoff(
+                    1,
+                    None,
+                    record.conversation_id,
+                    record.task_name,
+                    dict(record.input_variables),
+                    record.created_at,
+                    record.outcome,
+                    record.route,
+                )
+            )
+        return record

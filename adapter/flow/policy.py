@@ -17,8 +17,12 @@ class FlowPolicy:
     expiry_margin: float = 5.0
     min_dial_seconds: int = 5
     create_deadline: float = 4.0
-    context_wait: float = 6.0
+    context_wait: float = 6.0  # after the agent hangs up, how long its context may lag
     poll_interval: float = 0.5
+    # How long a dial result may wait for a lagging context before the caller is put on
+    # hold audio and the front asks again (a webhook never holds a thread for longer).
+    hold_after: float = 1.0
+    max_handoffs: int = 20  # hand-offs of one call; past it, the fallback
     # All the API work one front event may do (a Twilio webhook times out at 15 s).
     event_budget: float = 12.0
     # Call records hold caller data: keep them no longer than this.
@@ -34,6 +38,8 @@ class FlowPolicy:
             create_deadline=env.number("TRANSFER_CREATE_DEADLINE", 4.0, minimum=0.5, maximum=10),
             context_wait=env.number("CONTEXT_WAIT_SECONDS", 6.0, minimum=0.0, maximum=10),
             poll_interval=env.number("CONTEXT_POLL_INTERVAL", 0.5, minimum=0.05, maximum=5),
+            hold_after=env.number("CONTEXT_HOLD_AFTER", 1.0, minimum=0.0, maximum=3),
+            max_handoffs=env.integer("HANDOFF_MAX_PER_CALL", 20, minimum=1, maximum=100),
             retention_hours=env.number("STORE_RETENTION_HOURS", 24.0, minimum=0.1),
         )
 

@@ -13,6 +13,8 @@ from adapter.genagent.countries import ISO_3166_ALPHA2
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 DEFAULT_FALLBACK_SAY = "Please hold while we connect you to an agent."
 DEFAULT_GOODBYE_SAY = "Thank you for calling. Goodbye."
+# Said while GenerativeAgent's context is read, when HOLD_AUDIO_URL is unset: never silence.
+DEFAULT_HOLD_SAY = "One moment, please."
 _NAME = re.compile(r"^[A-Za-z0-9_.@:+-]{1,256}$")
 
 
@@ -71,6 +73,8 @@ class TwilioSettings:
     workflow_sid: str | None = None
     fallback_say: str = DEFAULT_FALLBACK_SAY
     goodbye_say: str = DEFAULT_GOODBYE_SAY
+    hold_audio_url: str | None = None
+    hold_say: str = DEFAULT_HOLD_SAY
 
     @classmethod
     def read(cls, env: EnvReader) -> TwilioSettings:
@@ -99,6 +103,8 @@ class TwilioSettings:
             workflow_sid=env.text("TWILIO_WORKFLOW_SID"),
             fallback_say=_say(env, "FALLBACK_SAY", DEFAULT_FALLBACK_SAY),
             goodbye_say=_say(env, "GOODBYE_SAY", DEFAULT_GOODBYE_SAY),
+            hold_audio_url=_optional_url(env, "HOLD_AUDIO_URL"),
+            hold_say=_say(env, "HOLD_SAY", DEFAULT_HOLD_SAY) or DEFAULT_HOLD_SAY,
         )
 
 

@@ -9,12 +9,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from twilio.twiml.voice_response import VoiceResponse
 
-from adapter.flow import Dial, Hangup, Route, RouteKind, Step
+from adapter.flow import Dial, Hangup, Hold, Route, RouteKind, Step
 from adapter.twilio.settings import Destination, DestinationKind, TwilioSettings
 
 log = logging.getLogger("adapter.twilio")
 
 DIAL_RESULT_PATH = "/twilio/dial-result"
+CONTEXT_PATH = "/twilio/context"
 # Twilio's limit on custom SIP headers; variables past it are dropped, transfer ones last.
 SIP_HEADER_BUDGET = 1024
 _HEADER_TOKEN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -23,6 +24,11 @@ _HEADER_TOKEN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 def action_url(attempt: int) -> str:
     """Where Twilio reports how the dial of ``attempt`` ended (relative to the webhook)."""
     return f"{DIAL_RESULT_PATH}?{urlencode({'attempt': attempt})}"
+
+
+def context_url(attempt: int) -> str:
+    """Where a caller on hold comes back to, so the context of ``attempt`` is read again."""
+    return f"{CONTEXT_PATH}?{urlencode({'attempt': attempt})}"
 
 
 class TwimlRenderer:
@@ -38,6 +44,8 @@ class TwimlRenderer:
             self._dial_agent_number(response, step)
         elif isinstance(step, Hangup):
             response.hangup()
+        elif isinstance(step, Hold):
+            self._hold(response, step)
         elif step.kind is RouteKind.SYSTEM:
             self._system(response, step)
         else:
@@ -60,6 +68,14 @@ class TwimlRenderer:
         if self.settings.agent_time_limit:
             options["time_limit"] = self.settings.agent_time_limit
         response.dial(**options).number(step.number)
+
+    def _hold(self, response: VoiceResponse, step: Hold) -> None:
+        # Sound while the context is read, then straight back: no request waits on the API.
+        if self.settings.hold_audio_url:
+            response.play(self.settings.hold_audio_url)
+        else:
+            response.say(self.settings.hold_say)
+        response.redirect(context_url(step.attempt), method="POST")
 
     def _system(self, response: VoiceResponse, route: Route) -> None:
         url = self.settings.system_return_url

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from flask import Blueprint, Response, abort, current_app, request
 from werkzeug.datastructures import MultiDict
 
-from adapter.flow import CallStart, DialResult, Step, TransferFlow
+from adapter.flow import CallStart, DialResult, Hangup, Step, TransferFlow
 from adapter.flow.routing import fallback
 from adapter.genagent.countries import ISO_3166_ALPHA2
 from adapter.twilio.settings import TwilioSettings
@@ -24,6 +24,9 @@ log = logging.getLogger("adapter.twilio")
 
 twilio = Blueprint("twilio", __name__, url_prefix="/twilio")
 
+# Twilio names each webhook request; a retried request carries the same token.
+IDEMPOTENCY_HEADER = "I-Twilio-Idempotency-Token"
+_TOKEN_LIMIT = 128
 # Parent-call statuses meaning the caller is gone.
 _CALLER_GONE = {"completed", "canceled", "busy", "failed", "no-answer"}
 _DIAL_FAILURES = {
@@ -94,6 +97,7 @@ def voice() -> Response:
     if settings.country_from_call:
         to_country = form.get("ToCountry", "").upper()
         country = to_country if to_country in ISO_3166_ALPHA2 else settings.country
+    token = request.headers.get(IDEMPOTENCY_HEADER)
     variables = {
         key[3:]: value for key, value in request.args.items() if key.startswith("iv_") and key[3:]
     }
@@ -102,10 +106,11 @@ def voice() -> Response:
             variables[name] = form[param]
     call = CallStart(
         call_id=call_sid,
-        conversation_id=request.args.get("conversation") or call_sid,
+        conversation_id=request.args.get("conversation") or None,
         country=country,
         task_name=request.args.get("task") or settings.task_name,
         input_variables=variables,
+        token=token[:_TOKEN_LIMIT] if token else None,
     )
     return _answer(call_sid, "voice", lambda: front().flow.start(call))
 
@@ -114,10 +119,7 @@ def voice() -> Response:
 def dial_result() -> Response:
     """The <Dial> action URL: the transfer number's call ended."""
     call_sid = _call_sid()
-    try:
-        attempt = int(request.args.get("attempt", ""))
-    except ValueError:
-        attempt = 0
+    attempt = _attempt()
     result = classify_dial(request.form)
     if attempt < 1:
         log.warning("call %s: dial result without a valid attempt number", call_sid)
@@ -125,6 +127,24 @@ def dial_result() -> Response:
     return _answer(
         call_sid, "dial result", lambda: front().flow.dial_ended(call_sid, attempt, result)
     )
+
+
+@twilio.post("/context")
+def context() -> Response:
+    """A caller on hold comes back here: read GenerativeAgent's context again."""
+    call_sid = _call_sid()
+    attempt = _attempt()
+    if request.form.get("CallStatus", "").lower() in _CALLER_GONE:
+        return Response(front().renderer.render(Hangup()), mimetype="text/xml")
+    if attempt < 1:
+        log.warning("call %s: context poll without a valid attempt number", call_sid)
+        return _answer(call_sid, "context", lambda: fallback("context poll without attempt"))
+    return _answer(call_sid, "context", lambda: front().flow.context_poll(call_sid, attempt))
+
+
+def _attempt() -> int:
+    text = request.args.get("attempt", "")
+    return int(text) if text.isdigit() and len(text) < 6 else 0
 
 
 @twilio.post("/status")

@@ -309,6 +309,9 @@ class Pbx:
         channel = caller.channel
         for name in CLEARED_AT_HANDOFF:
             channel.set_var(name, "")
+        # Set(GA_HANDOFF_SEQ=$[0${FILTER(0-9,${GA_HANDOFF_SEQ})} + 1])
+        counted = "".join(ch for ch in channel.variables.get("GA_HANDOFF_SEQ", "") if ch.isdigit())
+        channel.set_var("GA_HANDOFF_SEQ", str(int("0" + counted) + 1))
         priority = self._priority(HANDOFF, "UserEvent", "GenerativeAgentTransfer")
         channel.move(HANDOFF, "s", priority, "UserEvent")
         self._emit(
@@ -316,6 +319,7 @@ class Pbx:
                 channel,
                 "GenerativeAgentTransfer",
                 ("HoldTimeout", self.variable(channel, "GA_HANDOFF_TIMEOUT")),
+                ("Handoff", channel.variables["GA_HANDOFF_SEQ"]),
             )
         )
         seconds = self._seconds(self.config.handoff_timeout, "GA_HANDOFF_TIMEOUT", channel)
