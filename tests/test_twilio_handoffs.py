@@ -86,7 +86,8 @@ def test_same_token_is_a_redelivery_another_token_a_new_hand_off(stack: Stack) -
     # The IVR hands the caller over again: a new transfer, a new number.
     second = voice(stack, sid, "token-2")
     second_number = twiml(second).findtext("Dial/Number")
-    assert second_number and second_number != number
+    assert second_number
+    assert second_number != number
     assert twiml(second).find("Dial").get("action") == "/twilio/dial-result?attempt=2"
     # ... and a retry of that one gets the same answer with no API call.
     assert voice(stack, sid, "token-2").content == second.content
@@ -142,7 +143,8 @@ def test_a_lagging_context_puts_the_caller_on_hold_then_routes(
     stack.faults(completionLagMs=2500)
     result = stack.sim.play(CallScript(legs=(AgentLeg(output=SYSTEM),)))
     assert result.final_verb == "Redirect"
-    assert result.said and set(result.said) == {HOLD_SAY}
+    assert result.said
+    assert set(result.said) == {HOLD_SAY}
     hold = result.documents[1]  # the dial result's answer: sound, then back to the adapter
     assert [verb.tag for verb in hold] == ["Say", "Redirect"]
     assert hold.findtext("Redirect") == "/twilio/context?attempt=1"
@@ -159,7 +161,8 @@ def test_hold_audio_url_is_played(make_stack: Callable[..., Stack]) -> None:
     stack.faults(completionLagMs=1500)
     result = stack.sim.play(CallScript(legs=(AgentLeg(output=AGENT_OUTPUT),)))
     assert result.final_target == f"number {AGENT}"
-    assert result.played and set(result.played) == {"https://cdn.example.com/hold.mp3"}
+    assert result.played
+    assert set(result.played) == {"https://cdn.example.com/hold.mp3"}
     assert result.said == []
 
 
