@@ -108,7 +108,9 @@ class Rig:
         return list(response.json()["transfers"])
 
 
-def worker_settings(fake: FakeAsterisk, sandbox: SandboxServer, store_url: str) -> WorkerSettings:
+def worker_settings(
+    fake: FakeAsterisk, sandbox: SandboxServer, store_url: str, flow: FlowPolicy | None = None
+) -> WorkerSettings:
     """The least-privilege AMI user of asterisk_conf/manager_genagent.conf; short timeouts."""
     return WorkerSettings(
         ami=AmiSettings(
@@ -121,14 +123,19 @@ def worker_settings(fake: FakeAsterisk, sandbox: SandboxServer, store_url: str) 
             reconnect_max=0.5,
         ),
         genagent=settings_for(sandbox.url, deadline=1.5, attempt_timeout=0.5),
-        flow=FlowPolicy(create_deadline=1.5, context_wait=1.0, poll_interval=0.05),
+        flow=flow or FlowPolicy(create_deadline=1.5, context_wait=1.0, poll_interval=0.05),
         store_url=store_url,
     )
 
 
 @contextlib.asynccontextmanager
 async def running_rig(
-    sandbox: SandboxServer, tmp_path: Path, *, start: bool = True, **fake_options: Any
+    sandbox: SandboxServer,
+    tmp_path: Path,
+    *,
+    start: bool = True,
+    flow: FlowPolicy | None = None,
+    **fake_options: Any,
 ) -> AsyncIterator[Rig]:
     """Start everything; the worker is ready (logged in, checked, resynchronised) on entry."""
     fake_options.setdefault("dial_timeout", 0.05)
@@ -140,7 +147,7 @@ async def running_rig(
     fake = await FakeAsterisk(dial_handler=dial_handler, **fake_options).start()
     store_url = f"sqlite:///{tmp_path / 'asterisk.sqlite3'}"
     store = open_store(store_url)
-    worker = AsteriskWorker(worker_settings(fake, sandbox, store_url), store=store)
+    worker = AsteriskWorker(worker_settings(fake, sandbox, store_url, flow), store=store)
     http = httpx.AsyncClient(timeout=10)
     rig = Rig(fake, sandbox, store, worker, http)
     holder.append(rig)
