@@ -184,8 +184,9 @@ def test_api_faults_at_create(stack: Stack, spec: dict, outcome: Outcome) -> Non
 @pytest.mark.parametrize(
     "spec",
     [
-        {"fail": {"status": 503, "count": 50, "on": "get"}},
-        {"malformed": {"count": 50, "on": "get"}},
+        # Persistent: a caller on hold is asked about again until the context wait is over.
+        {"fail": {"status": 503, "count": 100_000, "on": "get"}},
+        {"malformed": {"count": 100_000, "on": "get"}},
         {"completionLagMs": 5000},
     ],
 )
