@@ -1,0 +1,118 @@
+"""What the flow tells a front to do: dial, route, hold or nothing, as plain data.
+
+Steps round-trip through JSON, so the answer to a front event can be saved and given
+again, unchanged, to a redelivery of that event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class RouteKind(StrEnum):
+    """Where the caller goes after GenerativeAgent."""
+
+    AGENT = "agent"
+    SYSTEM = "system"
+    FALLBACK = "fallback"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A routing decision. ``destination`` overrides the configured one for AGENT."""
+
+    kind: RouteKind
+    reason: str = ""
+    transfer_type: str | None = None
+    current_task_name: str | None = None
+    transfer_variables: dict[str, str] = field(default_factory=dict)
+    reference_variables: dict[str, str] = field(default_factory=dict)
+    transfer_id: str | None = None
+    destination: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data for the store."""
+        return {
+            "kind": self.kind.value,
+            "reason": self.reason,
+            "transferType": self.transfer_type,
+            "currentTaskName": self.current_task_name,
+            "transferVariables": dict(self.transfer_variables),
+            "referenceVariables": dict(self.reference_variables),
+            "transferId": self.transfer_id,
+            "destination": self.destination,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Route:
+        """Inverse of to_json."""
+        return cls(
+            kind=RouteKind(data["kind"]),
+            reason=data.get("reason", ""),
+            transfer_type=data.get("transferType"),
+            current_task_name=data.get("currentTaskName"),
+            transfer_variables=dict(data.get("transferVariables") or {}),
+            reference_variables=dict(data.get("referenceVariables") or {}),
+            transfer_id=data.get("transferId"),
+            destination=data.get("destination"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Dial:
+    """Dial ``number`` for at most ``timeout`` seconds of ringing."""
+
+    attempt: int
+    transfer_id: str
+    number: str
+    timeout: int
+
+
+@dataclass(frozen=True, slots=True)
+class Hangup:
+    """The caller is gone: do nothing more."""
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """GenerativeAgent hung up but its context is not ready: keep the caller on hold
+    (with sound, never silence) and ask again about ``attempt`` after ``seconds``."""
+
+    attempt: int
+    seconds: float
+    first: bool = True
+
+
+Step = Dial | Route | Hangup | Hold
+
+
+def step_to_json(step: Step) -> dict[str, Any]:
+    """Plain data for the store."""
+    if isinstance(step, Dial):
+        return {
+            "step": "dial",
+            "attempt": step.attempt,
+            "transferId": step.transfer_id,
+            "number": step.number,
+            "timeout": step.timeout,
+        }
+    if isinstance(step, Route):
+        return {"step": "route", **step.to_json()}
+    if isinstance(step, Hold):
+        seconds, first = step.seconds, step.first
+        return {"step": "hold", "attempt": step.attempt, "seconds": seconds, "first": first}
+    return {"step": "hangup"}
+
+
+def step_from_json(data: dict[str, Any]) -> Step:
+    """Inverse of step_to_json."""
+    kind = data.get("step")
+    if kind == "dial":
+        return Dial(data["attempt"], data["transferId"], data["number"], data["timeout"])
+    if kind == "route":
+        return Route.from_json(data)
+    if kind == "hold":
+        return Hold(data["attempt"], float(data["seconds"]), bool(data.get("first", True)))
+    return Hangup()
