@@ -30,6 +30,8 @@ AGENT_NUMBER = "+15550100"
 IVR_RETURN_URL = "https://ivr.example.com/after-agent"
 # Adapter-side timeline entries worth showing next to what Twilio saw.
 _ADAPTER_EVENTS = {
+    "handoff",
+    "holding",
     "transfer requested",
     "transfer request failed",
     "context fetched",
@@ -78,6 +80,21 @@ def _system_return(result: CallResult, record: CallRecord) -> str | None:
     return None
 
 
+def _handed_off_twice(result: CallResult, record: CallRecord) -> str | None:
+    problem = _expect(Outcome.AGENT_RETURNED, "Dial", 2, AGENT_NUMBER)(result, record)
+    if problem:
+        return problem
+    kinds = [h.route.kind.value if h.route else None for h in record.handoffs]
+    return None if kinds == ["system", "agent"] else f"hand-offs routed {kinds}"
+
+
+def _held(result: CallResult, record: CallRecord) -> str | None:
+    problem = _expect(Outcome.AGENT_RETURNED, "Redirect", 1, IVR_RETURN_URL)(result, record)
+    if problem:
+        return problem
+    return None if result.said else "the caller heard nothing while the context lagged"
+
+
 SCENARIOS = (
     Scenario(
         "AGENT escalation: GenerativeAgent asks for a human",
@@ -110,6 +127,23 @@ SCENARIOS = (
             )
         ),
         _system_return,
+    ),
+    Scenario(
+        "Handed over twice: SYSTEM back to the IVR, then the IVR hands over again",
+        CallScript(
+            legs=(
+                AgentLeg(output={"transferType": "SYSTEM", "transferVariables": {"step": "1"}}),
+                AgentLeg(output={"transferType": "AGENT", "currentTaskName": "billing"}),
+            ),
+            again=({"task": "billing"},),
+        ),
+        _handed_off_twice,
+    ),
+    Scenario(
+        "Context still ONGOING after the agent hung up: hold audio, then the route",
+        CallScript(legs=(AgentLeg(output={"transferType": "SYSTEM"}),)),
+        _held,
+        faults={"completionLagMs": 1500},
     ),
     Scenario(
         "Caller hang-up while talking to GenerativeAgent",
@@ -151,7 +185,7 @@ def demo_settings(sandbox_url: str, store_url: str) -> WebSettings:
             system_return_url=IVR_RETURN_URL,
             proxy_hops=0,
         ),
-        flow=FlowPolicy(create_deadline=2.0, context_wait=2.0, poll_interval=0.2),
+        flow=FlowPolicy(create_deadline=2.0, context_wait=4.0, poll_interval=0.2, hold_after=0.5),
         store_url=store_url,
     )
 
