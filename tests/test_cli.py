@@ -99,6 +99,8 @@ def test_demo_plays_every_call_and_exits_zero() -> None:
         [sys.executable, "-m", "adapter", "demo"], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "6 of 6 calls ended as expected." in result.stdout
+    assert "8 of 8 calls ended as expected." in result.stdout
+    assert "handoff: hand-off 2, resuming the conversation" in result.stdout
+    assert "holding" in result.stdout
     for outcome in ("agent-returned", "caller-hung-up", "fallback"):
         assert f"call outcome {outcome}" in result.stdout
