@@ -337,8 +337,8 @@ class AsteriskWorker:
         """Carry a flow decision out on the caller's channel."""
         assert self.flow is not None
         while isinstance(step, Hold):
-            # The caller is on music on hold in genagent-dial: ask again after a pause.
-            await asyncio.sleep(step.seconds)
+            # The caller is on music on hold in genagent-dial: ask again (the poll itself
+            # waits a poll interval first).
             poll = self.flow.context_poll(uniqueid, step.attempt)
             step = await _or_fallback(uniqueid, poll)
         if isinstance(step, Hangup):

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from adapter.flow.context import ContextReads, describe
-from adapter.flow.effects import CreateTransfer, Effect, GetTransfer, Load, Purge, Save
+from adapter.flow.effects import CreateTransfer, Effect, GetTransfer, Load, Pause, Purge, Save
 from adapter.flow.model import (
     Attempt,
     CallRecord,
@@ -137,6 +137,9 @@ class FlowRules(ContextReads):
         current = record.current
         if record.phase is not Phase.HOLDING or current is None or current.number != attempt:
             return _answered(record, key)  # stale or out of order: where the call is now
+        # Polls come back as fast as the hold audio ends (a short clip, or none heard at
+        # all): keep them at least a poll interval apart, whatever the audio.
+        yield Pause(self.policy.poll_interval)
         step = yield from self.read_context(record, current, self._budget(), first=False)
         if isinstance(step, Hold):
             return step  # nothing decided yet: nothing to save

@@ -78,7 +78,8 @@ class Hangup:
 @dataclass(frozen=True, slots=True)
 class Hold:
     """GenerativeAgent hung up but its context is not ready: keep the caller on hold
-    (with sound, never silence) and ask again about ``attempt`` after ``seconds``."""
+    (with sound, never silence) and ask again about ``attempt`` (the next read comes
+    ``seconds`` after the front asks)."""
 
     attempt: int
     seconds: float
