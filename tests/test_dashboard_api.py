@@ -22,7 +22,12 @@ from tests.history_stack import DASHBOARD_TOKEN, SECRETS, dashboard_stack, play_
 from tests.test_history_view import record
 from tests.twilio_stack import web_settings
 
-PAGES = ("/dashboard", "/dashboard/dashboard.js", "/dashboard/dashboard.css")
+PAGES = (
+    "/dashboard",
+    "/dashboard/dashboard.js",
+    "/dashboard/dashboard.css",
+    "/dashboard/favicon.svg",
+)
 JSON_PATHS = ("/calls", "/calls/CA-a")
 
 

@@ -26,6 +26,7 @@ _ASSETS = {
     "/dashboard": ("dashboard.html", "text/html; charset=utf-8"),
     "/dashboard/dashboard.js": ("dashboard.js", "text/javascript; charset=utf-8"),
     "/dashboard/dashboard.css": ("dashboard.css", "text/css; charset=utf-8"),
+    "/dashboard/favicon.svg": ("favicon.svg", "image/svg+xml"),
 }
 
 dashboard = Blueprint("dashboard", __name__)
@@ -72,6 +73,7 @@ def _harden(response: Response) -> Response:
 @dashboard.get("/dashboard")
 @dashboard.get("/dashboard/dashboard.js")
 @dashboard.get("/dashboard/dashboard.css")
+@dashboard.get("/dashboard/favicon.svg")
 def _asset() -> Response:
     name, mimetype = _ASSETS[request.path]
     body = resources.files("adapter.dashboard").joinpath("static", name).read_bytes()
