@@ -99,7 +99,15 @@ def test_an_unknown_call_is_a_clear_message_and_exit_1(played: tuple[str, Played
 
 
 def test_a_bad_since_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    result = calls(f"sqlite:///{tmp_path / 'empty.sqlite3'}", "--since", "yesterday")
+    result = calls(f"sqlite:///{tmp_path / 'none.sqlite3'}", "--since", "yesterday")
     assert result.returncode == 2
     assert "use a span such as 15m, 2h, 1d" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_store_file_that_does_not_exist_is_not_created(tmp_path: Path) -> None:
+    missing = tmp_path / "typo.sqlite3"
+    result = calls(f"sqlite:///{missing}")
+    assert result.returncode == 2
+    assert f"no call store at {missing}" in result.stderr
+    assert not missing.exists()

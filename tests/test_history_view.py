@@ -179,6 +179,32 @@ def test_a_front_recorded_in_the_record_wins() -> None:
     assert read_call(stored(record("call-7", front="asterisk"))).front == "asterisk"
 
 
+secret_values = st.dictionaries(
+    st.from_regex(r"[a-z][a-z0-9_]{0,15}", fullmatch=True),
+    st.text(min_size=1, max_size=20).map(lambda text: "SECRET" + text),
+    max_size=4,
+)
+numbers = st.from_regex(r"\+1999[0-9]{7}", fullmatch=True)
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(secret_values, secret_values, numbers, numbers)
+def test_variable_values_and_numbers_never_show_in_a_story(
+    caller: dict[str, str], agent: dict[str, str], transfer: str, destination: str
+) -> None:
+    data = record(inputVariables=caller)
+    data["attempts"][0].update(transferNumber=transfer, detail=f"dial to {transfer} failed")
+    data["route"].update(transferVariables=agent, referenceVariables=agent, destination=destination)
+    data["route"]["reason"] = f"sent to {destination}"
+    story = read_call(stored(data)).story(now=T0)
+    text = "\n".join(story_lines(story))
+    assert "SECRET" not in text + json.dumps(story)
+    for number in (transfer, destination):
+        assert number[1:-2] not in text
+        assert number[1:-2] not in json.dumps(story["handoffs"])
+    assert all(name in text for name in caller | agent)
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
     lambda children: (

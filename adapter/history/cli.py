@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -77,7 +78,13 @@ def _print_story(args: argparse.Namespace) -> int:
 
 
 def _store_url() -> str:
-    return EnvReader().text("STORE_URL", DEFAULT_STORE_URL) or DEFAULT_STORE_URL
+    url = EnvReader().text("STORE_URL", DEFAULT_STORE_URL) or DEFAULT_STORE_URL
+    # Opening a SQLite URL creates the file: a mistyped path would show an empty history.
+    scheme, _, rest = url.partition("://")
+    path = rest[1:] if scheme.lower() == "sqlite" and rest.startswith("/") else ""
+    if path and not os.path.exists(path):
+        raise StoreError(f"no call store at {os.path.abspath(path)} (STORE_URL)")
+    return url
 
 
 def _print_json(value: object) -> None:
