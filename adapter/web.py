@@ -58,7 +58,7 @@ def create_app(
     store: CallStore | None = None,
     client: GenAgentClient | None = None,
 ) -> Flask:
-    """Build the app: Twilio webhooks under /twilio, liveness at /healthz, the dashboard."""
+    """Build the app: Twilio webhooks under /twilio, liveness at /healthz."""
     settings = settings or WebSettings.from_env()
     app = Flask("adapter")
     hops = settings.twilio.proxy_hops

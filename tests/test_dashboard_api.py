@@ -18,8 +18,8 @@ from adapter.config import ConfigError, Secret
 from adapter.sandbox import SandboxServer
 from adapter.store import SQLiteCallStore
 from adapter.web import WebSettings, create_app
+from tests.history_records import record
 from tests.history_stack import DASHBOARD_TOKEN, SECRETS, dashboard_stack, play_finished_calls
-from tests.test_history_view import record
 from tests.twilio_stack import web_settings
 
 PAGES = (

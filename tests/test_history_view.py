@@ -15,65 +15,7 @@ from adapter.history import CallQuery, list_calls, parse_since, read_call, show_
 from adapter.history.render import call_lines, story_lines
 from adapter.history.view import infer_front
 from adapter.store import SQLiteCallStore, Stored
-
-SID = "CA" + "0123456789abcdef" * 2
-T0 = 1_800_000_000.0
-
-
-def record(call_id: str = SID, **changes: Any) -> dict[str, Any]:
-    """A record as the flow writes it today: one hand-off, a no-answer then an AGENT return."""
-    data: dict[str, Any] = {
-        "callId": call_id,
-        "conversationId": call_id,
-        "country": "US",
-        "taskName": "billing",
-        "inputVariables": {"accountNumber": "3434", "callerNumber": "+15551230001"},
-        "phase": "routed",
-        "outcome": "agent-returned",
-        "attempts": [
-            {
-                "number": 1,
-                "transferId": f"{call_id}-1",
-                "transferNumber": "+19995550101",
-                "expireAt": "2027-01-15T08:01:00+00:00",
-                "outcome": "no-answer",
-                "detail": "",
-            },
-            {
-                "number": 2,
-                "transferId": f"{call_id}-2",
-                "transferNumber": "+19995550102",
-                "expireAt": "2027-01-15T08:02:00+00:00",
-                "outcome": "agent-returned",
-                "detail": "",
-            },
-        ],
-        "route": {
-            "kind": "agent",
-            "reason": "GenerativeAgent asked for a human agent",
-            "transferType": "AGENT",
-            "currentTaskName": "billing_dispute",
-            "transferVariables": {"reason": "chargeback-77"},
-            "referenceVariables": {"ssn": "123-45-6789"},
-            "transferId": f"{call_id}-2",
-            "destination": "+15550100",
-        },
-        "steps": {},
-        "timeline": [
-            [T0, "handoff", ""],
-            [T0 + 0.001, "transfer requested", "attempt 1"],
-            [T0 + 0.051, "dial", "attempt 1, 20 s"],
-            [T0 + 20.0, "dial ended", "attempt 1: no-answer"],
-            [T0 + 20.01, "transfer requested", "attempt 2"],
-            [T0 + 20.04, "dial", "attempt 2, 20 s"],
-            [T0 + 62.0, "dial ended", "attempt 2: agent-disconnected"],
-            [T0 + 62.2, "context fetched", "status COMPLETED"],
-            [T0 + 62.2, "route", "agent: GenerativeAgent asked for a human agent"],
-        ],
-        "createdAt": T0,
-    }
-    data.update(changes)
-    return data
+from tests.history_records import SID, T0, record
 
 
 def stored(data: dict[str, Any], updated_at: float = T0 + 63) -> Stored:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
+from adapter.history.coerce import as_dict, as_epoch, as_int, as_list, as_opt_text, as_text
 from adapter.observe.masking import mask_number, mask_text, mask_variables, safe_id
 from adapter.store import Stored
 
@@ -95,25 +96,25 @@ class CallView:
 def read_call(stored: Stored) -> CallView:
     """Read one stored record; never raises on a malformed one."""
     data = stored.data
-    started = _epoch(data.get("createdAt"), stored.updated_at)
+    started = as_epoch(data.get("createdAt"), stored.updated_at)
     timeline, create_ms = _timeline(data.get("timeline"), started)
-    outcome = _opt_text(data.get("outcome"))
+    outcome = as_opt_text(data.get("outcome"))
     handoffs = _handoffs(data, started)
-    route = _dict(data.get("route"))
+    route = as_dict(data.get("route"))
     return CallView(
         call_id=safe_id(stored.call_id, 256),
         front=_front(stored.call_id, data.get("front")),
-        phase=_text(data.get("phase")) or "unknown",
+        phase=as_text(data.get("phase")) or "unknown",
         outcome=outcome,
         route=_route_kind(route, outcome),
         reason=_reason(route, timeline, handoffs),
         started_at=started,
         updated_at=stored.updated_at,
         last_event_at=timeline[-1]["at"] if timeline else stored.updated_at,
-        conversation_id=safe_id(_text(data.get("conversationId")), 256),
-        country=_text(data.get("country"))[:8],
-        task_name=_opt_text(data.get("taskName")),
-        input_variables=mask_variables(_dict(data.get("inputVariables"))),
+        conversation_id=safe_id(as_text(data.get("conversationId")), 256),
+        country=as_text(data.get("country"))[:8],
+        task_name=as_opt_text(data.get("taskName")),
+        input_variables=mask_variables(as_dict(data.get("inputVariables"))),
         handoffs=tuple(handoffs),
         timeline=tuple(timeline),
         create_ms=tuple(create_ms),
@@ -134,8 +135,8 @@ def _front(call_id: str, recorded: object) -> str:
 
 
 def _handoffs(data: dict[str, Any], started: float) -> list[dict[str, Any]]:
-    attempts = [a for a in _list(data.get("attempts")) if isinstance(a, dict)]
-    raw = [h for h in _list(data.get("handoffs")) if isinstance(h, dict)]
+    attempts = [a for a in as_list(data.get("attempts")) if isinstance(a, dict)]
+    raw = [h for h in as_list(data.get("handoffs")) if isinstance(h, dict)]
     if not raw:  # the shape before repeated hand-offs: one, holding every attempt
         raw = [
             {
@@ -150,17 +151,17 @@ def _handoffs(data: dict[str, Any], started: float) -> list[dict[str, Any]]:
         ]
     handoffs = []
     for index, handoff in enumerate(raw, 1):
-        number = _int(handoff.get("number"), index)
-        mine = [a for a in attempts if _int(a.get("handoff"), 1) == number]
+        number = as_int(handoff.get("number"), index)
+        mine = [a for a in attempts if as_int(a.get("handoff"), 1) == number]
         handoffs.append(
             {
                 "number": number,
-                "startedAt": _epoch(handoff.get("startedAt"), started),
-                "conversationId": safe_id(_text(handoff.get("conversationId")), 256),
-                "taskName": _opt_text(handoff.get("taskName")),
-                "inputVariables": mask_variables(_dict(handoff.get("inputVariables"))),
-                "outcome": _opt_text(handoff.get("outcome")),
-                "route": _route(_dict(handoff.get("route"))),
+                "startedAt": as_epoch(handoff.get("startedAt"), started),
+                "conversationId": safe_id(as_text(handoff.get("conversationId")), 256),
+                "taskName": as_opt_text(handoff.get("taskName")),
+                "inputVariables": mask_variables(as_dict(handoff.get("inputVariables"))),
+                "outcome": as_opt_text(handoff.get("outcome")),
+                "route": _route(as_dict(handoff.get("route"))),
                 "attempts": [_attempt(a) for a in mine],
             }
         )
@@ -168,41 +169,41 @@ def _handoffs(data: dict[str, Any], started: float) -> list[dict[str, Any]]:
 
 
 def _attempt(data: dict[str, Any]) -> dict[str, Any]:
-    detail = mask_text(_text(data.get("detail")))
+    detail = mask_text(as_text(data.get("detail")))
     status = _HTTP_STATUS.search(detail)
     returned = data.get("returnedAt")
     return {
-        "number": _int(data.get("number"), 0),
-        "handoff": _int(data.get("handoff"), 1),
-        "transferId": safe_id(_text(data.get("transferId")), 256),
-        "transferNumber": mask_number(_text(data.get("transferNumber"))),
-        "expireAt": _opt_text(data.get("expireAt")),
-        "outcome": _opt_text(data.get("outcome")),
+        "number": as_int(data.get("number"), 0),
+        "handoff": as_int(data.get("handoff"), 1),
+        "transferId": safe_id(as_text(data.get("transferId")), 256),
+        "transferNumber": mask_number(as_text(data.get("transferNumber"))),
+        "expireAt": as_opt_text(data.get("expireAt")),
+        "outcome": as_opt_text(data.get("outcome")),
         "detail": detail,
         "httpStatus": int(status.group(1)) if status else None,
-        "returnedAt": _epoch(returned, 0.0) if returned is not None else None,
+        "returnedAt": as_epoch(returned, 0.0) if returned is not None else None,
     }
 
 
 def _route(data: dict[str, Any]) -> dict[str, Any] | None:
     if not data:
         return None
-    destination = _text(data.get("destination"))
+    destination = as_text(data.get("destination"))
     return {
-        "kind": _text(data.get("kind")) or "unknown",
-        "reason": mask_text(_text(data.get("reason"))),
-        "transferType": _opt_text(data.get("transferType")),
-        "currentTaskName": _opt_text(data.get("currentTaskName")),
-        "transferVariables": mask_variables(_dict(data.get("transferVariables"))),
-        "referenceVariables": mask_variables(_dict(data.get("referenceVariables"))),
-        "transferId": _opt_text(data.get("transferId")),
+        "kind": as_text(data.get("kind")) or "unknown",
+        "reason": mask_text(as_text(data.get("reason"))),
+        "transferType": as_opt_text(data.get("transferType")),
+        "currentTaskName": as_opt_text(data.get("currentTaskName")),
+        "transferVariables": mask_variables(as_dict(data.get("transferVariables"))),
+        "referenceVariables": mask_variables(as_dict(data.get("referenceVariables"))),
+        "transferId": as_opt_text(data.get("transferId")),
         "destination": mask_text(destination) if destination else None,
     }
 
 
 def _route_kind(route: dict[str, Any], outcome: str | None) -> str | None:
     if route:
-        return _text(route.get("kind")) or "unknown"
+        return as_text(route.get("kind")) or "unknown"
     return "hangup" if outcome == "caller-hung-up" else None
 
 
@@ -210,7 +211,7 @@ def _reason(
     route: dict[str, Any], timeline: list[dict[str, Any]], handoffs: list[dict[str, Any]]
 ) -> str:
     if route:
-        return mask_text(_text(route.get("reason")))
+        return mask_text(as_text(route.get("reason")))
     for entry in reversed(timeline):
         if entry["event"] == "ended":
             return str(entry["detail"])
@@ -220,18 +221,18 @@ def _reason(
 
 def _timeline(raw: object, started: float) -> tuple[list[dict[str, Any]], list[float]]:
     entries: list[dict[str, Any]] = []
-    for item in _list(raw):
+    for item in as_list(raw):
         if not isinstance(item, list | tuple) or len(item) != 3:
             continue
-        at = _epoch(item[0], math.nan)
+        at = as_epoch(item[0], math.nan)
         if math.isnan(at):
             continue
         entries.append(
             {
                 "at": at,
                 "offsetMs": round((at - started) * 1000, 1),
-                "event": safe_id(_text(item[1]), 80),
-                "detail": mask_text(_text(item[2]))[:500],
+                "event": safe_id(as_text(item[1]), 80),
+                "detail": mask_text(as_text(item[2]))[:500],
             }
         )
     create_ms = []
@@ -241,29 +242,3 @@ def _timeline(raw: object, started: float) -> tuple[list[dict[str, Any]], list[f
             entry["answeredInMs"] = took
             create_ms.append(took)
     return entries, create_ms
-
-
-def _list(value: object) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _dict(value: object) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _text(value: object) -> str:
-    return safe_id(value, 500) if isinstance(value, str) else ""
-
-
-def _opt_text(value: object) -> str | None:
-    return safe_id(value, 256) if isinstance(value, str) and value else None
-
-
-def _int(value: object, default: int) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else default
-
-
-def _epoch(value: object, default: float) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return default
