@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapter.history import CallQuery, list_calls, parse_since, read_call, show_call
+from adapter.history.listing import IN_FLIGHT_SHOWN
 from adapter.history.render import call_lines, story_lines
 from adapter.history.view import infer_front
 from adapter.store import SQLiteCallStore, Stored
@@ -211,6 +212,18 @@ def test_listing_filters_by_outcome_beyond_the_first_page_and_keeps_newest_first
         assert len(everything["calls"]) == 10
         assert everything["calls"][0]["callId"] == "CA-fallback-2"
         assert show_call(store, "CA-nope", now=time.time()) is None
+
+
+def test_a_long_call_in_flight_is_listed_even_when_older_than_every_listed_call() -> None:
+    with SQLiteCallStore(":memory:") as store:
+        store.create("CA-long", record("CA-long", outcome=None, phase="dialing"), active=True)
+        for n in range(IN_FLIGHT_SHOWN + 20):
+            store.create(f"CA-{n}", record(f"CA-{n}"), active=False)
+        history = list_calls(store, CallQuery(limit=10), now=time.time())
+    assert "CA-long" not in [c["callId"] for c in history["calls"]]
+    assert [c["callId"] for c in history["inFlight"]] == ["CA-long"]
+    assert history["inFlight"][0]["inFlight"] is True
+    assert history["stats"]["inFlight"] == 1
 
 
 def test_stats_rates_over_the_listed_calls() -> None:

@@ -13,6 +13,7 @@ from adapter.store import CallStore
 MAX_LIMIT = 1000
 SCAN_CAP = 20_000  # records read at most to find ``limit`` calls of one outcome
 RATE_WINDOW_SECONDS = 300
+IN_FLIGHT_SHOWN = 100
 OUTCOMES = tuple(o.value for o in Outcome)
 
 
@@ -44,12 +45,29 @@ def find_calls(store: CallStore, query: CallQuery) -> list[CallView]:
         scan = min(scan * 4, SCAN_CAP)
 
 
+def calls_in_flight(store: CallStore) -> tuple[list[CallView], int]:
+    """The most recently written calls in flight (at most IN_FLIGHT_SHOWN), and how many
+    calls are in flight in all: a long conversation is not written to while it lasts, so
+    it may be older than every call the history lists."""
+    active = store.active_ids()
+    views = []
+    for call_id in reversed(active[-IN_FLIGHT_SHOWN:]):
+        stored = store.get(call_id)
+        if stored is not None and stored.active:
+            views.append(read_call(stored))
+    return [v for v in views if v.in_flight], len(active)
+
+
 def list_calls(store: CallStore, query: CallQuery, now: float) -> dict[str, Any]:
-    """The history as JSON: the calls' summaries and the stats over them."""
+    """The history as JSON: the calls' summaries, the calls in flight, the stats."""
     views = find_calls(store, query)
+    in_flight, in_flight_count = calls_in_flight(store)
+    stats = call_stats(views, now)
+    stats["inFlight"] = in_flight_count
     return {
         "calls": [v.summary(now) for v in views],
-        "stats": call_stats(views, now),
+        "inFlight": [v.summary(now) for v in in_flight],
+        "stats": stats,
         "query": {"limit": query.limit, "since": query.since, "outcome": query.outcome},
         "now": now,
     }
@@ -64,6 +82,7 @@ def show_call(store: CallStore, call_id: str, now: float) -> dict[str, Any] | No
 def call_stats(views: list[CallView], now: float) -> dict[str, Any]:
     """Rates over the listed calls.
 
+    - inFlight: how many of them are in flight;
     - handoffsPerMinute: hand-offs started in the last 5 minutes, per minute;
     - fallbackRate: the share of decided calls that went to the fallback;
     - createMs: how long the flow waited for each call transfer create, from its

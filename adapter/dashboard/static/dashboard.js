@@ -49,7 +49,7 @@ function fill(tbody, rows, columns, emptyText) {
 }
 
 function renderCalls(history) {
-  const inflight = history.calls.filter((c) => c.inFlight);
+  const inflight = history.inFlight;
   const finished = history.calls.filter((c) => !c.inFlight);
   fill(document.querySelector("#inflight tbody"), inflight.map((c) => {
     const tr = row([callButton(c), c.front, clock(c.startedAt), c.phase, c.attempts, seconds(c.durationSeconds)]);
