@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright import sync_api
 
 from adapter.sandbox import SandboxServer
 from tests.history_stack import (
@@ -19,8 +20,6 @@ from tests.history_stack import (
     play_finished_calls,
     start_call_in_flight,
 )
-
-sync_api = pytest.importorskip("playwright.sync_api")
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
