@@ -12,6 +12,7 @@ import pytest
 from playwright import sync_api
 
 from adapter.sandbox import SandboxServer
+from tests.history_records import record
 from tests.history_stack import (
     DASHBOARD_TOKEN,
     SECRETS,
@@ -128,4 +129,28 @@ def test_without_the_token_the_browser_gets_no_page(
         assert response is not None
         assert response.status == 401
         assert "genagent-adapter" not in page.locator("body").inner_text()
+        context.close()
+
+
+def test_values_from_the_store_are_shown_as_text_never_as_html(
+    browser: sync_api.Browser, sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    hostile = '<img src="/x" onerror="window.owned = 1"><b>bold</b>'
+    call_id = "CA" + "ab" * 16
+    data = record(call_id, outcome="fallback", phase="ended")
+    data["route"].update(kind="fallback", reason=hostile)
+    data["timeline"].append([data["createdAt"] + 70, "ended", hostile])
+    with dashboard_stack(sandbox, tmp_path) as stack:
+        stack.store.create(call_id, data, active=False)
+        context = browser.new_context(
+            http_credentials={"username": "ops", "password": DASHBOARD_TOKEN}
+        )
+        page = context.new_page()
+        page.goto(f"{stack.web.url}/dashboard")
+        reason = row(page, "recent", call_id).locator("td").nth(5)
+        sync_api.expect(reason).to_have_text(hostile, timeout=WAIT_MS)
+        row(page, "recent", call_id).get_by_role("button").click()
+        sync_api.expect(page.locator("#timeline tbody")).to_contain_text(hostile, timeout=WAIT_MS)
+        assert page.locator("main img, main b").count() == 0
+        assert page.evaluate("window.owned") is None
         context.close()
