@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from adapter import __version__
 from adapter.config import ConfigError, EnvReader
+from adapter.history.cli import add_calls_command
 from adapter.logs import configure_logging
 
 
@@ -103,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--api-secret", help="accept only this asapp-api-secret ($SANDBOX_API_SECRET)"
     )
     sandbox.set_defaults(run=_sandbox)
+    add_calls_command(commands)
     return parser
 
 

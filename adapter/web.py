@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from flask import Flask, Response, jsonify
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from adapter.config import EnvReader, GenAgentSettings
+from adapter.config import EnvReader, GenAgentSettings, Secret
+from adapter.dashboard import read_dashboard_token, register_dashboard
 from adapter.flow import FlowPolicy, Router, TransferFlow
 from adapter.flow.routing import default_router, read_router
 from adapter.genagent import GenAgentClient
@@ -33,6 +34,7 @@ class WebSettings:
     flow: FlowPolicy
     store_url: str = DEFAULT_STORE_URL
     router: Router = default_router
+    dashboard_token: Secret | None = None  # DASHBOARD_TOKEN: /dashboard and /calls
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WebSettings:
@@ -44,6 +46,7 @@ class WebSettings:
             flow=FlowPolicy.read(reader),
             store_url=reader.text("STORE_URL", DEFAULT_STORE_URL) or DEFAULT_STORE_URL,
             router=read_router(reader),
+            dashboard_token=read_dashboard_token(reader),
         )
         reader.check()
         return settings
@@ -69,6 +72,7 @@ def create_app(
     app.extensions["genagent_flow"] = flow
     app.extensions["genagent_twilio"] = TwilioFront(settings.twilio, flow)
     app.register_blueprint(twilio)
+    register_dashboard(app, store, settings.dashboard_token)
 
     @app.get("/healthz")
     def healthz() -> Response:
