@@ -111,3 +111,30 @@ def test_a_store_file_that_does_not_exist_is_not_created(tmp_path: Path) -> None
     assert result.returncode == 2
     assert f"no call store at {missing}" in result.stderr
     assert not missing.exists()
+
+
+def test_a_call_handed_over_twice_tells_both_hand_offs(tmp_path: Path) -> None:
+    with SandboxServer().start() as sandbox, dashboard_stack(sandbox, tmp_path) as stack:
+        from adapter.demo.simulator import AgentLeg, CallScript
+
+        script = CallScript(
+            legs=(
+                AgentLeg(output={"transferType": "SYSTEM", "transferVariables": {"b": "1"}}),
+                AgentLeg(answer="busy"),
+                AgentLeg(output={"transferType": "AGENT"}),
+            ),
+            again=({"task": "billing"},),
+        )
+        call_id = stack.sim.play(script).call_sid
+        store_url = stack.store_url
+    shown = json.loads(calls(store_url, "show", call_id, "--json").stdout)
+    handoffs = shown["handoffs"]
+    assert [h["route"]["kind"] for h in handoffs] == ["system", "agent"]
+    assert [len(h["attempts"]) for h in handoffs] == [1, 2]
+    assert handoffs[1]["taskName"] == "billing"
+    story = calls(store_url, "show", call_id).stdout
+    assert story.count("hand-off") >= 2
+    listed = calls(store_url, "--json")
+    [row] = [c for c in json.loads(listed.stdout)["calls"] if c["callId"] == call_id]
+    assert row["handoffs"] == 2
+    assert row["attempts"] == 3
