@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flask import Flask, Response, jsonify
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -17,6 +17,9 @@ from adapter.config import EnvReader, GenAgentSettings
 from adapter.flow import FlowPolicy, Router, TransferFlow
 from adapter.flow.routing import default_router, read_router
 from adapter.genagent import GenAgentClient
+from adapter.observe import endpoints
+from adapter.observe.logging import configure_logging
+from adapter.observe.settings import ObserveSettings
 from adapter.store import DEFAULT_STORE_URL, CallStore, open_store
 from adapter.twilio.settings import TwilioSettings
 from adapter.twilio.views import TwilioFront, twilio
@@ -33,6 +36,7 @@ class WebSettings:
     flow: FlowPolicy
     store_url: str = DEFAULT_STORE_URL
     router: Router = default_router
+    observe: ObserveSettings = field(default_factory=ObserveSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WebSettings:
@@ -44,6 +48,7 @@ class WebSettings:
             flow=FlowPolicy.read(reader),
             store_url=reader.text("STORE_URL", DEFAULT_STORE_URL) or DEFAULT_STORE_URL,
             router=read_router(reader),
+            observe=ObserveSettings.read(reader),
         )
         reader.check()
         return settings
@@ -55,8 +60,12 @@ def create_app(
     store: CallStore | None = None,
     client: GenAgentClient | None = None,
 ) -> Flask:
-    """Build the app: Twilio webhooks under /twilio, liveness at /healthz."""
-    settings = settings or WebSettings.from_env()
+    """Build the app: Twilio webhooks under /twilio, liveness at /healthz, readiness at
+    /readyz, metrics at /metrics. Built from the environment (as gunicorn does), it also
+    sets up logging unless gunicorn.conf.py already did."""
+    if settings is None:
+        configure_logging(only_if_unset=True)
+        settings = WebSettings.from_env()
     app = Flask("adapter")
     hops = settings.twilio.proxy_hops
     if hops:
@@ -69,6 +78,7 @@ def create_app(
     app.extensions["genagent_flow"] = flow
     app.extensions["genagent_twilio"] = TwilioFront(settings.twilio, flow)
     app.register_blueprint(twilio)
+    endpoints.install(app, settings.observe, store, client)
 
     @app.get("/healthz")
     def healthz() -> Response:
