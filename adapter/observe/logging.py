@@ -52,6 +52,11 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
     return found
 
 
+def _quoted(value: Any) -> str:
+    text = str(value)
+    return json.dumps(text, ensure_ascii=False) if not text or " " in text else text
+
+
 def _iso_time(created: float) -> str:
     seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
     return f"{seconds}.{int(created % 1 * 1000):03d}Z"
@@ -63,7 +68,7 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = f"{_iso_time(record.created)} {record.levelname} {record.name}: "
         line += mask_text(record.getMessage())
-        extras = " ".join(f"{k}={v}" for k, v in _fields(record).items())
+        extras = " ".join(f"{k}={_quoted(v)}" for k, v in _fields(record).items())
         if extras:
             line += " " + extras
         if record.exc_info:
