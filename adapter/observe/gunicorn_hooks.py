@@ -20,18 +20,22 @@ from typing import Any
 
 from adapter.observe.logging import LoggingSettings, logging_dict
 
-__all__ = ["accesslog", "child_exit", "logconfig_dict", "on_starting"]
+__all__ = ["accesslog", "child_exit", "logconfig_dict", "on_exit", "on_starting"]
 
 # Not a typo: gunicorn reads these module-level names as its settings.
 logconfig_dict = logging_dict(LoggingSettings.from_env())
 accesslog = None
 
 
-def prepare_metrics_dir(pid: int | None = None) -> str:
+_chosen_dir: str | None = None  # the directory this master made up, removed on exit
+
+
+def prepare_metrics_dir() -> str:
     """Set PROMETHEUS_MULTIPROC_DIR (if unset) for this master, and empty it."""
-    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.path.join(
-        tempfile.gettempdir(), f"genagent-metrics-{pid or os.getpid()}"
-    )
+    global _chosen_dir
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not path:
+        path = _chosen_dir = os.path.join(tempfile.gettempdir(), f"genagent-metrics-{os.getpid()}")
     shutil.rmtree(path, ignore_errors=True)
     os.makedirs(path, mode=0o700, exist_ok=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
@@ -41,6 +45,12 @@ def prepare_metrics_dir(pid: int | None = None) -> str:
 def on_starting(server: Any) -> None:
     """In the master, before any worker is forked."""
     prepare_metrics_dir()
+
+
+def on_exit(server: Any) -> None:
+    """In the master, when it stops: remove a directory it made up."""
+    if _chosen_dir:
+        shutil.rmtree(_chosen_dir, ignore_errors=True)
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -130,7 +130,8 @@ def logging_dict(settings: LoggingSettings) -> dict[str, Any]:
         "root": {"level": settings.level, "handlers": ["stderr"]},
         "loggers": {
             "gunicorn.error": {"level": "INFO", "handlers": [], "propagate": True},
-            "gunicorn.access": {"level": "INFO", "handlers": [], "propagate": True},
+            # Off: its lines carry query strings, where caller variables travel.
+            "gunicorn.access": {"level": "CRITICAL", "handlers": [], "propagate": False},
             **{name: {"level": quiet} for name in _QUIET_LIBRARIES},
         },
     }
