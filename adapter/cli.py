@@ -177,7 +177,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.log_level = getattr(args, "log_level", None)
     try:
-        configure_logging(args.log_level)
+        if args.command == "check":  # its lines are the output; it checks LOG_* itself
+            configure_logging(args.log_level or "CRITICAL", env={})
+        else:
+            configure_logging(args.log_level)
         code: int = args.run(args)
     except (ConfigError, ValueError) as exc:  # bad settings: a clear message, no traceback
         print(f"genagent-adapter: {exc}", file=sys.stderr)

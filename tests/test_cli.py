@@ -100,5 +100,7 @@ def test_demo_plays_every_call_and_exits_zero() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "6 of 6 calls ended as expected." in result.stdout
+    assert result.stderr == ""  # the timelines only: no log lines, no HTTP client lines
+    assert "HTTP Request" not in result.stdout
     for outcome in ("agent-returned", "caller-hung-up", "fallback"):
         assert f"call outcome {outcome}" in result.stdout
