@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given
@@ -74,8 +76,6 @@ def test_an_exception_travels_inside_the_json_line() -> None:
     try:
         raise RuntimeError("boom")
     except RuntimeError:
-        import sys
-
         entry = record("failed", level=logging.ERROR)
         entry.exc_info = sys.exc_info()
     line = JsonFormatter().format(entry)
@@ -118,3 +118,21 @@ def test_http_client_lines_are_quiet_unless_debug() -> None:
     assert info["httpx"]["level"] == "WARNING"
     assert debug["httpx"]["level"] == "DEBUG"
     assert info["gunicorn.error"]["propagate"] is True
+
+
+def test_warnings_become_json_lines_too() -> None:
+    script = (
+        "import logging, warnings\n"
+        "from adapter.observe.logging import configure_logging\n"
+        "configure_logging(env={'LOG_FORMAT': 'json', 'LOG_LEVEL': 'INFO'})\n"
+        "warnings.warn('a deprecated thing')\n"
+        "logging.getLogger('adapter.test').info('hello', extra={'call_id': 'CA1'})\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30
+    )
+    entries = [json.loads(line) for line in result.stderr.splitlines()]
+    assert [e["logger"] for e in entries] == ["py.warnings", "adapter.test"]
+    assert entries[0]["level"] == "WARNING"
+    assert "a deprecated thing" in entries[0]["message"]
+    assert entries[1]["call_id"] == "CA1"

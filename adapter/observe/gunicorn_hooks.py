@@ -13,6 +13,7 @@ are dropped by ``child_exit``.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -25,6 +26,7 @@ __all__ = ["accesslog", "child_exit", "logconfig_dict", "on_exit", "on_starting"
 # Not a typo: gunicorn reads these module-level names as its settings.
 logconfig_dict = logging_dict(LoggingSettings.from_env())
 accesslog = None
+logging.captureWarnings(True)  # in the master; the workers inherit it
 
 
 _chosen_dir: str | None = None  # the directory this master made up, removed on exit

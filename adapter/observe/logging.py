@@ -149,8 +149,7 @@ def configure_logging(
     configured by ``gunicorn.conf.py``, a test harness).
     """
     settings = LoggingSettings.from_env(env, level)
-    if only_if_unset and logging.getLogger().handlers:
-        return settings
-    logging.config.dictConfig(logging_dict(settings))
-    logging.captureWarnings(True)
+    logging.captureWarnings(True)  # warnings become log lines, in the same format
+    if not (only_if_unset and logging.getLogger().handlers):
+        logging.config.dictConfig(logging_dict(settings))
     return settings

@@ -27,6 +27,8 @@ class ObserveSettings:
             if env.text("METRICS_PORT")
             else None
         )
+        if port is not None and token is None:
+            env.problems.append("METRICS_PORT is set but METRICS_TOKEN is not: set both")
         return cls(
             metrics_token=Secret(token) if token else None,
             metrics_port=port,
