@@ -153,6 +153,8 @@ def test_metrics_count_the_calls_played_across_both_workers(
     assert sorted(line["call_id"] for line in routed) == sorted(r.call_sid for r in results)
     for line in lines:
         assert {"time", "level", "logger", "message"} <= line.keys()
+    booted = [line for line in lines if line["logger"] == "gunicorn.error"]
+    assert any("Booting worker" in line["message"] for line in booted)  # gunicorn's own log
     text = web.log_text()
     for secret in (API_SECRET, AUTH_TOKEN, METRICS_TOKEN, VARIABLE_VALUE, "balance-value-55"):
         assert secret not in text
