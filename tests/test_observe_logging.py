@@ -136,3 +136,9 @@ def test_warnings_become_json_lines_too() -> None:
     assert entries[0]["level"] == "WARNING"
     assert "a deprecated thing" in entries[0]["message"]
     assert entries[1]["call_id"] == "CA1"
+
+
+@given(st.from_regex(r"[0-9]{6,12}(\.[0-9]{1,4})?(-[0-9])?", fullmatch=True))
+def test_ids_are_never_masked(call_id: str) -> None:
+    entry = json.loads(JsonFormatter().format(record("x", call_id=call_id, transfer_id=call_id)))
+    assert entry["call_id"] == entry["transfer_id"] == call_id

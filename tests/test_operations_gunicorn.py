@@ -15,6 +15,7 @@ from adapter.demo.simulator import AgentLeg, CallScript, TwilioSimulator
 from adapter.sandbox import SandboxServer
 from tests.conftest import API_SECRET
 from tests.gunicorn_rig import AGENT_NUMBER, METRICS_TOKEN, procfile_web, web_env
+from tests.test_procfile import ROOT, procfile_command
 from tests.twilio_stack import AUTH_TOKEN
 
 WRONG_SECRET = "wrong-secret-not-this-one"
@@ -174,3 +175,21 @@ def test_metrics_are_not_served_without_a_token(sandbox: SandboxServer, tmp_path
         assert httpx.get(f"{web.url}/metrics").status_code == 404
         auth = {"Authorization": f"Bearer {METRICS_TOKEN}"}
         assert httpx.get(f"{web.url}/metrics", headers=auth).status_code == 404
+
+
+def test_a_bad_log_setting_stops_the_web_line_with_one_message(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    env = web_env(sandbox.url, tmp_path, LOG_LEVEL="LOUD")
+    result = subprocess.run(
+        procfile_command("web"),
+        shell=True,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "LOG_LEVEL must be one of" in result.stderr
+    assert "Traceback" not in result.stderr

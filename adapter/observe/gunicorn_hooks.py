@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 import tempfile
 from typing import Any
 
@@ -23,8 +24,14 @@ from adapter.observe.logging import LoggingSettings, logging_dict
 
 __all__ = ["accesslog", "child_exit", "logconfig_dict", "on_exit", "on_starting"]
 
+try:
+    _logging = LoggingSettings.from_env()
+except ValueError as bad:  # one clear line, not a traceback from gunicorn's config loader
+    sys.stderr.write(f"genagent-adapter: {bad}\n")
+    raise SystemExit(2) from None
+
 # Not a typo: gunicorn reads these module-level names as its settings.
-logconfig_dict = logging_dict(LoggingSettings.from_env())
+logconfig_dict = logging_dict(_logging)
 accesslog = None
 logging.captureWarnings(True)  # in the master; the workers inherit it
 

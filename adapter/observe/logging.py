@@ -19,7 +19,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from adapter.observe.masking import mask_text
+from adapter.observe.masking import mask_text, safe_id
 
 #: Fields a log call may pass with ``extra=``; both formats print them when present.
 CALL_FIELDS = (
@@ -43,12 +43,20 @@ FORMATS = ("text", "json")
 _QUIET_LIBRARIES = ("httpx", "httpcore", "werkzeug", "urllib3")
 
 
+# Ids are what an operator searches for: kept whole (only control characters replaced).
+_ID_FIELDS = frozenset({"call_id", "transfer_id", "request_id"})
+
+
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for name in CALL_FIELDS:
         value = getattr(record, name, None)
-        if value is not None:
-            found[name] = value if isinstance(value, int | float) else mask_text(str(value))
+        if value is None:
+            continue
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            found[name] = value
+        else:
+            found[name] = safe_id(str(value), 256) if name in _ID_FIELDS else mask_text(str(value))
     return found
 
 
