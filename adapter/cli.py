@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 from collections.abc import Sequence
 
 from adapter import __version__
 from adapter.config import ConfigError, EnvReader
+from adapter.observe.commands import add_commands, read_port
 from adapter.observe.logging import configure_logging
 
 
@@ -17,7 +17,7 @@ def _sandbox(args: argparse.Namespace) -> int:
     from adapter.sandbox import SandboxConfig, SandboxServer
 
     env = EnvReader()
-    port = args.port if args.port is not None else _port(env, "SANDBOX_PORT", 8088)
+    port = args.port if args.port is not None else read_port(env, "SANDBOX_PORT", 8088)
     config = SandboxConfig(
         expire_seconds=args.expire_seconds,
         pool_size=args.pool_size,
@@ -70,44 +70,6 @@ def _asterisk(_args: argparse.Namespace) -> int:
     return 0
 
 
-def _web(args: argparse.Namespace) -> int:
-    from adapter.web import WebSettings
-
-    env = EnvReader()
-    port = args.port if args.port is not None else _port(env, "PORT", 8000)
-    workers = env.integer("WEB_CONCURRENCY", 2, minimum=1, maximum=64)
-    threads = env.integer("WEB_THREADS", 8, minimum=1, maximum=256)
-    env.check()
-    WebSettings.from_env()  # a bad setting: one message here, not one per worker
-    command = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "--config",
-        "python:adapter.observe.gunicorn_hooks",
-    ]
-    command += ["--worker-class", "gthread", "--workers", str(workers), "--threads", str(threads)]
-    command += ["--timeout", "30", "--bind", f"{args.host}:{port}", "adapter.web:create_app()"]
-    if args.log_level:
-        os.environ["LOG_LEVEL"] = args.log_level
-    os.execv(sys.executable, command)  # noqa: S606  # gunicorn takes this process over
-
-
-HOOKS = "adapter.observe.gunicorn_hooks"
-
-
-def _check(_args: argparse.Namespace) -> int:
-    from adapter.observe.check import run_checks
-
-    return run_checks(os.environ, sys.stdout)
-
-
-def _port(env: EnvReader, name: str, default: int) -> int:
-    port = env.integer(name, default, minimum=1, maximum=65535)
-    env.check()
-    return port
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, with one sub-command per job."""
     common = argparse.ArgumentParser(add_help=False)
@@ -124,25 +86,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        return commands.add_parser(name, help=help_text, parents=[common])
-
-    demo = command("demo", "play whole calls through the adapter against the sandbox")
+    demo = commands.add_parser(
+        "demo",
+        help="play whole calls through the adapter against the sandbox (no credentials)",
+        parents=[common],
+    )
     demo.add_argument("--verbose", action="store_true", help="also print the log lines")
     demo.set_defaults(run=_demo)
 
-    command("asterisk", "run the AMI worker for Asterisk (AMI_* and GA_API_*)").set_defaults(
-        run=_asterisk
+    asterisk = commands.add_parser(
+        "asterisk",
+        help="run the AMI worker for Asterisk (settings from AMI_* and GA_API_*)",
+        parents=[common],
     )
+    asterisk.set_defaults(run=_asterisk)
+    add_commands(commands, parents=[common])
 
-    web = command("web", "run the web app locally under gunicorn, as the Procfile does")
-    web.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    web.add_argument("--port", type=int, help="default $PORT or 8000")
-    web.set_defaults(run=_web)
-
-    command("check", "check the settings, the store, the API and Asterisk").set_defaults(run=_check)
-
-    sandbox = command("sandbox", "run a local emulator of the GenerativeAgent call-transfers API")
+    sandbox = commands.add_parser(
+        "sandbox",
+        help="run a local emulator of the GenerativeAgent call-transfers API",
+        parents=[common],
+    )
     sandbox.add_argument("--host", default="127.0.0.1", help="address to listen on")
     sandbox.add_argument("--port", type=int, help="default $SANDBOX_PORT or 8088")
     sandbox.add_argument(
