@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flask import Flask, Response, jsonify
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -18,6 +18,9 @@ from adapter.dashboard import read_dashboard_token, register_dashboard
 from adapter.flow import FlowPolicy, Router, TransferFlow
 from adapter.flow.routing import default_router, read_router
 from adapter.genagent import GenAgentClient
+from adapter.observe import endpoints
+from adapter.observe.logging import configure_logging
+from adapter.observe.settings import ObserveSettings
 from adapter.store import DEFAULT_STORE_URL, CallStore, open_store
 from adapter.twilio.settings import TwilioSettings
 from adapter.twilio.views import TwilioFront, twilio
@@ -35,6 +38,7 @@ class WebSettings:
     store_url: str = DEFAULT_STORE_URL
     router: Router = default_router
     dashboard_token: Secret | None = None  # DASHBOARD_TOKEN: /dashboard and /calls
+    observe: ObserveSettings = field(default_factory=ObserveSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WebSettings:
@@ -47,6 +51,7 @@ class WebSettings:
             store_url=reader.text("STORE_URL", DEFAULT_STORE_URL) or DEFAULT_STORE_URL,
             router=read_router(reader),
             dashboard_token=read_dashboard_token(reader),
+            observe=ObserveSettings.read(reader),
         )
         reader.check()
         return settings
@@ -58,8 +63,12 @@ def create_app(
     store: CallStore | None = None,
     client: GenAgentClient | None = None,
 ) -> Flask:
-    """Build the app: Twilio webhooks under /twilio, liveness at /healthz."""
-    settings = settings or WebSettings.from_env()
+    """Build the app: Twilio webhooks under /twilio, liveness at /healthz, readiness at
+    /readyz, metrics at /metrics. Built from the environment (as gunicorn does), it also
+    sets up logging unless gunicorn.conf.py already did."""
+    if settings is None:
+        configure_logging(only_if_unset=True)
+        settings = WebSettings.from_env()
     app = Flask("adapter")
     hops = settings.twilio.proxy_hops
     if hops:
@@ -73,6 +82,7 @@ def create_app(
     app.extensions["genagent_twilio"] = TwilioFront(settings.twilio, flow)
     app.register_blueprint(twilio)
     register_dashboard(app, store, settings.dashboard_token)
+    endpoints.install(app, settings.observe, store, client)
 
     @app.get("/healthz")
     def healthz() -> Response:

@@ -102,5 +102,7 @@ def test_demo_plays_every_call_and_exits_zero() -> None:
     assert "8 of 8 calls ended as expected." in result.stdout
     assert "handoff: hand-off 2, resuming the conversation" in result.stdout
     assert "holding" in result.stdout
+    assert result.stderr == ""  # the timelines only: no log lines, no HTTP client lines
+    assert "HTTP Request" not in result.stdout
     for outcome in ("agent-returned", "caller-hung-up", "fallback"):
         assert f"call outcome {outcome}" in result.stdout

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import random
 import re
+import time
 from collections.abc import Awaitable, Coroutine
 from typing import Any
 
@@ -25,6 +26,8 @@ from adapter.asterisk.settings import WorkerSettings
 from adapter.flow import AsyncTransferFlow, CallStart, Dial, DialResult, Hangup, Hold, Route, Step
 from adapter.flow.model import RouteKind
 from adapter.genagent import AsyncGenAgentClient
+from adapter.observe.call_events import count_fallback
+from adapter.observe.metrics import AMI_EVENT_ACTION
 from adapter.store import CallStore, StoreError, open_store
 
 log = logging.getLogger("adapter.asterisk")
@@ -226,13 +229,14 @@ class AsteriskWorker:
         uniqueid = first(event.get("Uniqueid"))
         if not uniqueid:
             return
+        received = time.monotonic()
         if name == HANDOFF_EVENT:
             linkedid = first(event.get("Linkedid")) or uniqueid
-            self._spawn(uniqueid, self._handoff(uniqueid, linkedid))
+            self._spawn(uniqueid, self._handoff(uniqueid, linkedid, received))
         elif name == RETURNED_EVENT:
             status = first(event.get("DialStatus"))
             transfer_id = first(event.get("TransferId"))
-            self._spawn(uniqueid, self._returned(uniqueid, status, transfer_id))
+            self._spawn(uniqueid, self._returned(uniqueid, status, transfer_id, received))
 
     def _on_hangup(self, event: Message) -> None:
         uniqueid = first(event.get("Uniqueid"))
@@ -267,7 +271,7 @@ class AsteriskWorker:
 
     # --- per call ----------------------------------------------------------------------
 
-    async def _handoff(self, uniqueid: str, linkedid: str) -> None:
+    async def _handoff(self, uniqueid: str, linkedid: str, received: float | None = None) -> None:
         assert self.flow is not None
         session = self._live_session()
         self.calls.add(uniqueid)
@@ -300,12 +304,15 @@ class AsteriskWorker:
             },
             token=f"seq-{counter}" if counter.isdigit() else None,
         )
-        await self._apply(uniqueid, await _or_fallback(uniqueid, self.flow.start(call)))
+        step = await _or_fallback(uniqueid, self.flow.start(call))
+        await self._apply(uniqueid, step, ("handoff", received))
 
-    async def _returned(self, uniqueid: str, status: str, transfer_id: str) -> None:
+    async def _returned(
+        self, uniqueid: str, status: str, transfer_id: str, received: float | None = None
+    ) -> None:
         self.calls.add(uniqueid)
         step = self._after_dial(uniqueid, dial_result(status), transfer_id)
-        await self._apply(uniqueid, await _or_fallback(uniqueid, step))
+        await self._apply(uniqueid, await _or_fallback(uniqueid, step), ("returned", received))
 
     async def _after_dial(self, uniqueid: str, result: DialResult, transfer_id: str) -> Step:
         assert self.flow is not None
@@ -333,8 +340,11 @@ class AsteriskWorker:
         self.calls.discard(uniqueid)
         await self.flow.call_ended(uniqueid, why)
 
-    async def _apply(self, uniqueid: str, step: Step) -> None:
-        """Carry a flow decision out on the caller's channel."""
+    async def _apply(
+        self, uniqueid: str, step: Step, timed: tuple[str, float | None] = ("", None)
+    ) -> None:
+        """Carry a flow decision out on the caller's channel; ``timed`` is the event that
+        led here and when it arrived (for the event-to-action histogram)."""
         assert self.flow is not None
         while isinstance(step, Hold):
             # The caller is on music on hold in genagent-dial: ask again (the poll itself
@@ -350,10 +360,12 @@ class AsteriskWorker:
                 await session.setvar(uniqueid, "GA_TRANSFER_NUMBER", step.number)
                 await session.setvar(uniqueid, "GA_TRANSFER_ID", step.transfer_id)
                 await session.redirect(uniqueid, DIAL_CONTEXT)
+                _observe_action(*timed)
                 return
             for name, value in route_variables(step).items():
                 await session.setvar(uniqueid, name, value)
             await session.redirect(uniqueid, ROUTE_CONTEXTS[step.kind])
+            _observe_action(*timed)
             self.calls.discard(uniqueid)
         except ChannelGone:
             log.debug("call %s: the channel went away before the action", uniqueid)
@@ -371,9 +383,20 @@ async def _or_fallback(uniqueid: str, decision: Awaitable[Step]) -> Step:
     rather than a caller on hold until the dialplan's safety timeout."""
     try:
         return await decision
-    except Exception:
-        log.exception("call %s: the flow failed; sending the caller to the fallback", uniqueid)
+    except Exception as exc:
+        reason = "store-error" if isinstance(exc, StoreError) else "internal-error"
+        log.exception(
+            "call %s: the flow failed; sending the caller to the fallback",
+            uniqueid,
+            extra={"call_id": uniqueid, "route": "fallback", "reason": reason},
+        )
+        count_fallback(reason)
         return Route(RouteKind.FALLBACK, reason="internal error")
+
+
+def _observe_action(event: str, received: float | None) -> None:
+    if event and received is not None:
+        AMI_EVENT_ACTION.labels(event).observe(time.monotonic() - received)
 
 
 def _attempt_of(transfer_id: str, uniqueid: str) -> int | None:

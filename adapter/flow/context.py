@@ -135,10 +135,8 @@ class ContextReads(ABC):
         handoff = record.handoff
         if handoff is not None:
             handoff.route, handoff.outcome = route, record.outcome
+        # The routing log line and metrics come from the observer of saved records.
         record.note("route", f"{route.kind.value}: {route.reason}")
-        log.info(
-            "call %s routed to %s (%s)", record.call_id, route.kind.value, record.outcome.value
-        )
         return route
 
     def _overdue(self, attempt: Attempt) -> bool:

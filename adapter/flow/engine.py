@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,10 +17,15 @@ from adapter.flow.model import CallRecord, CallStart, DialResult, Phase, Step
 from adapter.flow.policy import FlowPolicy
 from adapter.flow.routing import Router, default_router
 from adapter.genagent import AsyncGenAgentClient, GenAgentClient, GenAgentError
+from adapter.observe.call_events import observe_save
 from adapter.store import CallStore, StoreError
+
+log = logging.getLogger("adapter.flow")
 
 T = TypeVar("T")
 _Now = Callable[[], datetime]
+#: Called after each successful Save: (record as last read in that run or None, saved).
+SaveObserver = Callable[[dict[str, Any] | None, dict[str, Any]], None]
 
 
 def _utc_now() -> datetime:
@@ -54,6 +60,22 @@ def _write(store: CallStore, effect: Save) -> Any:
     )
 
 
+def _watch(
+    observer: SaveObserver, effect: Effect, result: Any, seen: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """Track the record as this run last read or wrote it; tell ``observer`` of each Save."""
+    if isinstance(effect, Load):
+        return result.data if result is not None else None
+    if not isinstance(effect, Save):
+        return seen
+    saved = effect.record.to_json()
+    try:
+        observer(None if effect.version is None else seen, saved)
+    except Exception:  # observing must never change what happens to a call
+        log.exception("call %s: observing a saved record failed", effect.record.call_id)
+    return saved
+
+
 def _store_effect(store: CallStore, effect: Effect) -> Any:
     if isinstance(effect, Load):
         return store.get(effect.call_id)
@@ -76,11 +98,13 @@ class TransferFlow:
         *,
         sleep: Callable[[float], None] = time.sleep,
         now: _Now = _utc_now,
+        observer: SaveObserver = observe_save,
     ) -> None:
         self.client = client
         self.store = store
         self.rules = FlowRules(policy, router, now)
         self._sleep = sleep
+        self._observer = observer
 
     @property
     def policy(self) -> FlowPolicy:
@@ -110,6 +134,7 @@ class TransferFlow:
 
     def _run(self, flow: Generator[Effect, Any, T]) -> T:
         outcome: _Outcome = (None, None)
+        seen: dict[str, Any] | None = None
         while True:
             effect = _advance(flow, outcome)
             if not isinstance(effect, Effect):
@@ -118,6 +143,8 @@ class TransferFlow:
                 outcome = (self._execute(effect), None)
             except (GenAgentError, StoreError) as exc:
                 outcome = (None, exc)
+                continue
+            seen = _watch(self._observer, effect, outcome[0], seen)
 
     def _execute(self, effect: Effect) -> Any:
         if isinstance(effect, CreateTransfer):
@@ -147,10 +174,12 @@ class AsyncTransferFlow:
         router: Router = default_router,
         *,
         now: _Now = _utc_now,
+        observer: SaveObserver = observe_save,
     ) -> None:
         self.client = client
         self.store = store
         self.rules = FlowRules(policy, router, now)
+        self._observer = observer
         self._store_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="call-store")
 
     @property
@@ -192,6 +221,7 @@ class AsyncTransferFlow:
 
     async def _run(self, flow: Generator[Effect, Any, T]) -> T:
         outcome: _Outcome = (None, None)
+        seen: dict[str, Any] | None = None
         while True:
             effect = _advance(flow, outcome)
             if not isinstance(effect, Effect):
@@ -200,6 +230,8 @@ class AsyncTransferFlow:
                 outcome = (await self._execute(effect), None)
             except (GenAgentError, StoreError) as exc:
                 outcome = (None, exc)
+                continue
+            seen = _watch(self._observer, effect, outcome[0], seen)
 
     async def _execute(self, effect: Effect) -> Any:
         if isinstance(effect, CreateTransfer):

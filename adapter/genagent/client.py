@@ -39,6 +39,7 @@ from adapter.genagent.protocol import (
 from adapter.genagent.ratelimit import AsyncRateLimiter, RateLimiter
 from adapter.genagent.requests import TransferRequest
 from adapter.genagent.retry import Deadline, RetryPolicy, as_deadline
+from adapter.genagent.telemetry import attempt_finished, request_failed, status_of
 
 log = logging.getLogger("adapter.genagent")
 
@@ -77,6 +78,7 @@ class _ClientBase:
         """Seconds to wait before retrying, or raise ``error`` when it must not be retried."""
         wait = self.policy.next_wait(error, retry, deadline, self._rng)
         if wait is None:
+            request_failed(method, path, error)
             raise error
         log.warning(
             "GenerativeAgent %s %s failed (%s); retry %d in %.2f s",
@@ -89,14 +91,20 @@ class _ClientBase:
         return wait
 
     @staticmethod
-    def _log_ok(method: str, path: str, response: httpx.Response, started: float) -> None:
+    def _answered(method: str, path: str, response: httpx.Response, started: float) -> None:
+        seconds = time.monotonic() - started
+        attempt_finished(method, path, str(response.status_code), seconds)
         log.debug(
             "GenerativeAgent %s %s -> %d in %.1f ms",
             method,
             _path_label(path),
             response.status_code,
-            (time.monotonic() - started) * 1000,
+            seconds * 1000,
         )
+
+    @staticmethod
+    def _unanswered(method: str, path: str, error: GenAgentError, started: float) -> None:
+        attempt_finished(method, path, status_of(error), time.monotonic() - started)
 
     @staticmethod
     def _request_body(request: TransferRequest) -> dict[str, Any]:
@@ -157,10 +165,11 @@ class GenAgentClient(_ClientBase):
             started = time.monotonic()
             try:
                 response = self._http.request(method, path, json=body, timeout=timeout)
-                self._log_ok(method, path, response, started)
+                self._answered(method, path, response, started)
                 return interpret(response)
             except httpx.HTTPError as exc:
                 error: GenAgentError = transport_error(exc, timeout)
+                self._unanswered(method, path, error, started)
             except GenAgentError as exc:
                 error = exc
             retry += 1
@@ -229,12 +238,14 @@ class AsyncGenAgentClient(_ClientBase):
                 # The whole attempt is bounded here; httpx's timeout bounds each phase.
                 async with asyncio.timeout(timeout):
                     response = await self._http.request(method, path, json=body, timeout=timeout)
-                self._log_ok(method, path, response, started)
+                self._answered(method, path, response, started)
                 return interpret(response)
             except TimeoutError:
                 error: GenAgentError = ApiTimeoutError(f"no answer within {timeout:.2f} s")
+                self._unanswered(method, path, error, started)
             except httpx.HTTPError as exc:
                 error = transport_error(exc, timeout)
+                self._unanswered(method, path, error, started)
             except GenAgentError as exc:
                 error = exc
             retry += 1

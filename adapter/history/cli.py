@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from adapter.config import EnvReader
@@ -16,10 +17,12 @@ from adapter.history.since import parse_since
 from adapter.store import DEFAULT_STORE_URL, StoreError, open_store
 
 
-def add_calls_command(commands: Any) -> None:
+def add_calls_command(commands: Any, parents: Sequence[argparse.ArgumentParser] = ()) -> None:
     """Register ``calls`` (and ``calls show CALL_ID``) on the CLI's sub-parsers."""
     calls = commands.add_parser(
-        "calls", help="list recent calls, or show one call's timeline (reads $STORE_URL)"
+        "calls",
+        help="list recent calls, or show one call's timeline (reads $STORE_URL)",
+        parents=list(parents),
     )
     calls.add_argument("--outcome", choices=OUTCOMES, help="only calls that ended so")
     calls.add_argument("--since", help="only calls written since: 15m, 2h, 1d or an ISO time")
@@ -29,7 +32,7 @@ def add_calls_command(commands: Any) -> None:
     calls.add_argument("--json", action="store_true", help="print JSON, as /calls serves it")
     calls.set_defaults(run=_list)
     actions = calls.add_subparsers(dest="calls_command", metavar="show")
-    show = actions.add_parser("show", help="one call's whole timeline")
+    show = actions.add_parser("show", help="one call's whole timeline", parents=list(parents))
     show.add_argument("call_id", metavar="CALL_ID")
     show.add_argument("--json", action="store_true", help="print JSON, as /calls/<id> serves it")
     show.set_defaults(run=_show)

@@ -16,6 +16,9 @@ from werkzeug.datastructures import MultiDict
 from adapter.flow import CallStart, DialResult, Hangup, Step, TransferFlow
 from adapter.flow.routing import fallback
 from adapter.genagent.countries import ISO_3166_ALPHA2
+from adapter.observe.call_events import count_fallback
+from adapter.observe.masking import mask_url, safe_id
+from adapter.store import StoreError
 from adapter.twilio.settings import TwilioSettings
 from adapter.twilio.signature import SignatureChecker
 from adapter.twilio.twiml import TwimlRenderer
@@ -65,8 +68,17 @@ def classify_dial(form: MultiDict[str, str]) -> DialResult:
 
 @twilio.before_request
 def _check_signature() -> None:
-    if not front().signatures.is_valid(request):
-        log.warning("rejected a request to %s: missing or invalid X-Twilio-Signature", request.path)
+    checker = front().signatures
+    if not checker.is_valid(request):
+        url = mask_url(checker.public_url(request))
+        problem = "invalid" if request.headers.get("X-Twilio-Signature") else "missing"
+        log.warning(
+            "rejected a request: %s X-Twilio-Signature for %s (check PUBLIC_BASE_URL, "
+            "PROXY_HOPS and TWILIO_AUTH_TOKEN)",
+            problem,
+            url,
+            extra={"url": url, "status": 403},
+        )
         abort(403)
 
 
@@ -81,8 +93,15 @@ def _answer(call_sid: str, event: str, decide: Callable[[], Step]) -> Response:
     """Run the flow and answer TwiML; any failure becomes the fallback route."""
     try:
         step = decide()
-    except Exception:
-        log.exception("call %s: %s failed; sending the caller to the fallback", call_sid, event)
+    except Exception as exc:
+        reason = "store-error" if isinstance(exc, StoreError) else "internal-error"
+        log.exception(
+            "call %s: %s failed; sending the caller to the fallback",
+            safe_id(call_sid),
+            event,
+            extra={"call_id": safe_id(call_sid), "route": "fallback", "reason": reason},
+        )
+        count_fallback(reason)
         step = fallback(f"internal error during {event}")
     return Response(front().renderer.render(step), mimetype="text/xml")
 
@@ -122,7 +141,8 @@ def dial_result() -> Response:
     attempt = _attempt()
     result = classify_dial(request.form)
     if attempt < 1:
-        log.warning("call %s: dial result without a valid attempt number", call_sid)
+        log.warning("call %s: dial result without a valid attempt number", safe_id(call_sid))
+        count_fallback("unknown-call")
         return _answer(call_sid, "dial result", lambda: fallback("dial result without attempt"))
     return _answer(
         call_sid, "dial result", lambda: front().flow.dial_ended(call_sid, attempt, result)
