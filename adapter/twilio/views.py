@@ -16,6 +16,7 @@ from werkzeug.datastructures import MultiDict
 from adapter.flow import CallStart, DialResult, Step, TransferFlow
 from adapter.flow.routing import fallback
 from adapter.genagent.countries import ISO_3166_ALPHA2
+from adapter.observe.masking import safe_id
 from adapter.twilio.settings import TwilioSettings
 from adapter.twilio.signature import SignatureChecker
 from adapter.twilio.twiml import TwimlRenderer
@@ -75,13 +76,21 @@ def _call_sid() -> str:
 
 
 def _answer(call_sid: str, event: str, decide: Callable[[], Step]) -> Response:
-    """Run the flow and answer TwiML; any failure becomes the fallback route."""
+    """Run the flow and answer TwiML; any failure, rendering included, becomes the fallback."""
+    call = safe_id(call_sid)
     try:
         step = decide()
     except Exception:
-        log.exception("call %s: %s failed; sending the caller to the fallback", call_sid, event)
+        log.exception("call %s: %s failed; sending the caller to the fallback", call, event)
         step = fallback(f"internal error during {event}")
-    return Response(front().renderer.render(step), mimetype="text/xml")
+    renderer = front().renderer
+    try:
+        document = renderer.render(step)
+    except Exception:
+        # The route may be saved already: a redelivery renders it again and lands here too.
+        log.exception("call %s: the answer to %s could not be rendered; fallback", call, event)
+        document = renderer.fallback_document
+    return Response(document, mimetype="text/xml")
 
 
 @twilio.post("/voice")
