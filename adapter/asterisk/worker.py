@@ -25,7 +25,7 @@ from adapter.asterisk.settings import WorkerSettings
 from adapter.flow import AsyncTransferFlow, CallStart, Dial, DialResult, Hangup, Route, Step
 from adapter.flow.model import RouteKind
 from adapter.genagent import AsyncGenAgentClient
-from adapter.genagent.values import variable_value
+from adapter.genagent.values import dialable_number, variable_value
 from adapter.store import CallStore, StoreError, open_store
 
 log = logging.getLogger("adapter.asterisk")
@@ -339,15 +339,23 @@ class AsteriskWorker:
         if isinstance(step, Hangup):
             self.calls.discard(uniqueid)
             return
+        if isinstance(step, Dial) and dialable_number(step.number) is None:
+            log.error("call %s: the transfer number is not E.164; fallback", uniqueid)
+            step = Route(RouteKind.FALLBACK, reason="transfer number not dialable")
         session = self._live_session()
         try:
             if isinstance(step, Dial):
-                await session.setvar(uniqueid, "GA_TRANSFER_NUMBER", step.number)
+                await session.setvar(uniqueid, "GA_TRANSFER_NUMBER", step.number.strip())
                 await session.setvar(uniqueid, "GA_TRANSFER_ID", step.transfer_id)
                 await session.redirect(uniqueid, DIAL_CONTEXT)
                 return
             for name, value in route_variables(step).items():
-                await session.setvar(uniqueid, name, value)
+                try:
+                    await session.setvar(uniqueid, name, value)
+                except ChannelGone:
+                    raise
+                except AmiError as exc:  # one refused variable must not strand the caller
+                    log.warning("call %s: %s not set: %s", uniqueid, name, exc)
             await session.redirect(uniqueid, ROUTE_CONTEXTS[step.kind])
             self.calls.discard(uniqueid)
         except ChannelGone:
