@@ -329,3 +329,16 @@ def test_a_route_a_custom_router_filled_with_bad_characters_is_refused(destinati
             renderer(destination).render(route)
     else:
         ET.fromstring(renderer(destination).render(route))
+
+
+def test_the_echoed_input_context_keeps_every_name_the_adapter_sent(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    body = transfer_body(
+        inputContext={"taskName": "t", "inputVariables": {"caller name": "Zoë\x01", "n": 5}}
+    )
+    with caplog.at_level(logging.WARNING, logger="adapter.genagent"):
+        transfer = parse_call_transfer(body)
+    assert transfer.input_context is not None
+    assert transfer.input_context.input_variables == {"caller name": "Zoë", "n": "5"}
+    assert caplog.records == []

@@ -224,7 +224,9 @@ def _input_context(value: Any) -> InputContext | None:
     variables_key = "inputVariables" if obj.get("inputVariables") is not None else "variables"
     return InputContext(
         task_name=_optional_str(obj, "taskName", "inputContext.taskName"),
-        input_variables=_variables(obj.get(variables_key), f"inputContext.{variables_key}"),
+        input_variables=_variables(
+            obj.get(variables_key), f"inputContext.{variables_key}", outgoing=False
+        ),
         extra=_extra(obj, {"taskName", "inputVariables", "variables"}),
     )
 
@@ -337,17 +339,22 @@ def _timestamp(obj: Mapping[str, Any], key: str, name: str | None = None) -> dat
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _variables(value: Any, name: str) -> dict[str, str]:
-    """A clean string-to-string map: values written the JSON way, bad names skipped."""
+def _variables(value: Any, name: str, *, outgoing: bool = True) -> dict[str, str]:
+    """A clean string-to-string map, values written the JSON way.
+
+    ``outgoing`` variables (the outputContext's, which become SIP headers, TwiML
+    parameters and channel variables) must have acceptable names: others are skipped.
+    The inputContext only echoes what the adapter sent: its names are just cleaned.
+    """
     if value is None:
         return {}
     obj = _object(value, name)
     out: dict[str, str] = {}
     for key, item in obj.items():
-        if not is_variable_name(key):
+        if outgoing and not is_variable_name(key):
             log.warning("%s: skipped a variable with an unusable name %s", name, mask_name(key))
             continue
-        out[key] = variable_value(item)
+        out[clean_text(key)] = variable_value(item)
     return out
 
 
