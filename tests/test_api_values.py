@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from adapter.asterisk.worker import route_variables
 from adapter.config import Secret
 from adapter.flow import Dial, Route, RouteKind
 from adapter.genagent import GenAgentError, MalformedResponseError, ServerError
@@ -21,6 +22,7 @@ from adapter.genagent.values import (
     is_variable_name,
     variable_value,
 )
+from adapter.observe.masking import mask_name
 from adapter.twilio.settings import Destination, TwilioSettings
 from adapter.twilio.twiml import RenderError, TwimlRenderer
 from tests.genagent_helpers import DRIVERS, FAST_POLICY, make_settings, reply, transfer_body
@@ -342,3 +344,32 @@ def test_the_echoed_input_context_keeps_every_name_the_adapter_sent(
     assert transfer.input_context is not None
     assert transfer.input_context.input_variables == {"caller name": "Zoë", "n": "5"}
     assert caplog.records == []
+
+
+def test_route_variables_never_raise_on_what_a_custom_router_returns() -> None:
+    odd: dict[str, Any] = {"n": 5, "f": float("nan"), "o": {"k": [1]}, "s": "a,b;c", "x.y-z": None}
+    route = Route(RouteKind.FALLBACK, reason="custom", transfer_variables=odd)
+    variables = route_variables(route)
+    assert variables["GA_TV_n"] == "5"
+    assert variables["GA_TV_f"] == ""
+    assert variables["GA_TV_o"] == '{"k":[1]}'
+    assert variables["GA_TV_s"] == "a,b;c"
+    assert variables["GA_TV_x_y_z"] == ""
+    assert variables["GA_FALLBACK_REASON"] == "custom"
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("bad name", "'bad name'"),
+        ("a\nb\ud800", r"'a\nb\ud800'"),
+        ("x" * 50, "'" + "x" * 40 + "'..."),
+        (7, "'int'"),
+    ],
+)
+def test_mask_name_is_bounded_and_escaped(name: object, shown: str) -> None:
+    assert mask_name(name) == shown
+
+
+def test_mask_name_hides_numbers() -> None:
+    assert "5551234567" not in mask_name("+15551234567")
