@@ -236,6 +236,31 @@ def test_every_unusable_body_is_malformed_response(mode: str, content: bytes) ->
         driver.close()
 
 
+@pytest.mark.parametrize("depth", [900, 980, 990, 1000, 1010, 1100])
+@pytest.mark.parametrize("where", ["variable", "unknown field"])
+@pytest.mark.parametrize("mode", sorted(DRIVERS))
+def test_nesting_near_the_recursion_limit_is_a_transfer_or_malformed(
+    mode: str, where: str, depth: int
+) -> None:
+    body = transfer_body(
+        status="COMPLETED",
+        outputContext={"transferType": "AGENT", "transferVariables": {"deep": "PLACEHOLDER"}},
+    )
+    if where == "unknown field":
+        body["outputContext"]["transferVariables"] = {}
+        body["unknown"] = "PLACEHOLDER"
+    content = json.dumps(body).replace('"PLACEHOLDER"', "[" * depth + "]" * depth).encode()
+    driver = DRIVERS[mode](make_settings(), _script(reply(200, content=content)), FAST_POLICY)
+    try:
+        transfer = driver.get("t-1")
+    except MalformedResponseError:
+        return
+    finally:
+        driver.close()
+    assert transfer.output_context is not None
+    assert transfer.output_context.transfer_type == "AGENT"
+
+
 def test_a_deep_but_parseable_value_becomes_compact_json() -> None:
     body = json.dumps(
         completed({"transferType": "AGENT", "transferVariables": {"deep": "PLACEHOLDER"}})
