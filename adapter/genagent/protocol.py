@@ -82,7 +82,9 @@ def interpret(response: httpx.Response) -> CallTransfer:
 def load_json(content: bytes) -> Any:
     """Strict JSON: ValueError for invalid UTF-8, NaN/Infinity, a number too big for a
     float or too long for an int; RecursionError for nesting too deep."""
-    return json.loads(content, parse_constant=_no_constant, parse_float=_finite_float)
+    # As json.loads reads bytes, with one decoder made once (json.loads builds one per
+    # call when given hooks).
+    return _STRICT.decode(content.decode(json.detect_encoding(content), "surrogatepass"))
 
 
 def _no_constant(name: str) -> Any:
@@ -94,6 +96,9 @@ def _finite_float(text: str) -> float:
     if math.isinf(value):
         raise ValueError("a number too big for a float")
     return value
+
+
+_STRICT = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float)
 
 
 def check_created(request: TransferRequest, transfer: CallTransfer) -> CallTransfer:
