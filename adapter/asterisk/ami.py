@@ -20,7 +20,9 @@ from typing import Any
 from panoramisk import Manager
 from panoramisk.message import Message
 
+from adapter.asterisk.framing import SETVAR_VALUE_MAX, setvar_action
 from adapter.config import Secret
+from adapter.observe.masking import safe_id
 
 log = logging.getLogger("adapter.asterisk")
 
@@ -155,11 +157,13 @@ class AmiSession:
         return "" if value == "(null)" else str(value)
 
     async def setvar(self, channel: str, variable: str, value: str) -> None:
-        """Set a channel variable (line breaks removed: they would end the AMI message)."""
-        clean = value.replace("\r", " ").replace("\n", " ")
-        await self.action(
-            {"Action": "Setvar", "Channel": channel, "Variable": variable, "Value": clean}
-        )
+        """Set a channel variable; the value is fit to one AMI line (see framing.py)."""
+        action, cut = setvar_action(channel, variable, value)
+        if cut:
+            log.warning(
+                "%s: value cut to %d bytes to fit one AMI line", safe_id(variable), SETVAR_VALUE_MAX
+            )
+        await self.action(action)
 
     async def redirect(
         self, channel: str, context: str, exten: str = "s", priority: int = 1

@@ -26,6 +26,7 @@ from adapter.asterisk.settings import WorkerSettings
 from adapter.flow import AsyncTransferFlow, CallStart, Dial, DialResult, Hangup, Hold, Route, Step
 from adapter.flow.model import RouteKind
 from adapter.genagent import AsyncGenAgentClient
+from adapter.genagent.values import variable_value
 from adapter.observe.call_events import count_fallback
 from adapter.observe.metrics import AMI_EVENT_ACTION
 from adapter.store import CallStore, StoreError, open_store
@@ -68,21 +69,35 @@ def dial_result(status: str) -> DialResult:
 
 
 def route_variables(route: Route) -> dict[str, str]:
-    """The channel variables a route context receives."""
+    """The channel variables a route context receives (never raises on a value).
+
+    Names keep letters, digits and ``_`` (``.`` and ``-`` become ``_``); values are
+    passed exact, AmiSession.setvar fits them to the AMI line.
+    """
     variables = {
-        "GA_TRANSFER_TYPE": route.transfer_type or "",
-        "GA_CURRENT_TASK": route.current_task_name or "",
-        "GA_TRANSFER_ID": route.transfer_id or "",
+        "GA_TRANSFER_TYPE": _text(route.transfer_type),
+        "GA_CURRENT_TASK": _text(route.current_task_name),
+        "GA_TRANSFER_ID": _text(route.transfer_id),
     }
     if route.kind is RouteKind.FALLBACK:
-        variables["GA_FALLBACK_REASON"] = route.reason
+        variables["GA_FALLBACK_REASON"] = _text(route.reason)
     for prefix, values in (
         ("GA_TV_", route.transfer_variables),
         ("GA_RV_", route.reference_variables),
     ):
         for name, value in values.items():
-            variables[prefix + _VAR_NAME.sub("_", name)] = value
+            variables[prefix + _VAR_NAME.sub("_", _text(name))[:64]] = _text(value)
     return variables
+
+
+def _text(value: object) -> str:
+    """A value a custom router may have left untyped, as text ('' if it cannot be)."""
+    if isinstance(value, str):
+        return value
+    try:
+        return variable_value(value)
+    except (ValueError, TypeError, RecursionError):
+        return ""
 
 
 class AsteriskWorker:
@@ -363,7 +378,12 @@ class AsteriskWorker:
                 _observe_action(*timed)
                 return
             for name, value in route_variables(step).items():
-                await session.setvar(uniqueid, name, value)
+                try:
+                    await session.setvar(uniqueid, name, value)
+                except ChannelGone:
+                    raise
+                except AmiError as exc:  # one refused variable must not strand the caller
+                    log.warning("call %s: %s not set: %s", uniqueid, name, exc)
             await session.redirect(uniqueid, ROUTE_CONTEXTS[step.kind])
             _observe_action(*timed)
             self.calls.discard(uniqueid)

@@ -16,6 +16,7 @@ GenAgentError
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 
@@ -122,6 +123,11 @@ class ServiceUnavailableError(ServerError):
     """503: the API is temporarily unavailable."""
 
 
+_TEXT_LIMIT = 500
+# What the error body's text loses: control characters and lone surrogates
+# (a forged log line, or a log handler that cannot encode them).
+_UNSAFE_IN_TEXT = re.compile("[\x00-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+
 _BY_STATUS: dict[int, type[ApiError]] = {
     400: BadRequestError,
     401: AuthenticationError,
@@ -159,6 +165,8 @@ def error_for_status(status: int, body: Any, *, retry_after: float | None = None
 
 
 def _text(value: Any) -> str | None:
-    if value is None:
+    """A field of the error body as bounded, clean text; None unless a string or number."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
         return None
-    return str(value)
+    text = value if isinstance(value, str) else repr(value)
+    return _UNSAFE_IN_TEXT.sub("", text[:_TEXT_LIMIT])

@@ -4,12 +4,18 @@ The ASAPP documents disagree on spellings (``expireAt``/``expiresAt``,
 ``returnURI``/``returnUri``, ``inputVariables``/``variables``, lower-case status);
 every documented spelling is accepted. Unknown fields land in ``extra`` and
 unknown enum values are kept as plain upper-case strings, so a new API value never
-breaks a live call. A missing required field raises MalformedResponseError naming it.
+breaks a live call. A missing required field raises MalformedResponseError naming
+it, and so does any other unusable body: parsing raises nothing else.
+
+Text is cleaned here, once (see adapter/genagent/values.py): strings lose the
+characters XML cannot carry, variables with unusable names are skipped with a
+warning, non-string values are written the JSON way. The transfer number alone is
+kept as sent (trimmed): ``dialable_number`` decides whether it may be dialed.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,6 +23,10 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from adapter.genagent.errors import MalformedResponseError
+from adapter.genagent.values import clean_text, is_variable_name, variable_value
+from adapter.observe.masking import mask_name
+
+log = logging.getLogger("adapter.genagent")
 
 
 class TransferStatus(StrEnum):
@@ -179,6 +189,17 @@ _TOP_KEYS = {
 
 def parse_call_transfer(data: Any) -> CallTransfer:
     """Parse a call-transfer JSON object (see module docstring for the tolerance rules)."""
+    try:
+        return _call_transfer(data)
+    except MalformedResponseError:
+        raise
+    except (ValueError, TypeError, RecursionError) as exc:
+        # e.g. a value nested too deep to write again, or a number JSON cannot write
+        kind = type(exc).__name__
+        raise MalformedResponseError(f"call transfer: unusable value ({kind})") from None
+
+
+def _call_transfer(data: Any) -> CallTransfer:
     obj = _object(data, "call transfer")
     return CallTransfer(
         id=_required_str(obj, "id"),
@@ -203,7 +224,9 @@ def _input_context(value: Any) -> InputContext | None:
     variables_key = "inputVariables" if obj.get("inputVariables") is not None else "variables"
     return InputContext(
         task_name=_optional_str(obj, "taskName", "inputContext.taskName"),
-        input_variables=_variables(obj.get(variables_key), f"inputContext.{variables_key}"),
+        input_variables=_variables(
+            obj.get(variables_key), f"inputContext.{variables_key}", outgoing=False
+        ),
         extra=_extra(obj, {"taskName", "inputVariables", "variables"}),
     )
 
@@ -234,7 +257,7 @@ def _phone_number(value: Any) -> PhoneNumber | None:
     obj = _object(value, "phoneNumber")
     expire_key = "expireAt" if "expireAt" in obj else "expiresAt"
     return PhoneNumber(
-        transfer_number=_optional_str(obj, "transferNumber", "phoneNumber.transferNumber"),
+        transfer_number=_trimmed(_raw_str(obj, "transferNumber", "phoneNumber.transferNumber")),
         country=_optional_str(obj, "country", "phoneNumber.country"),
         expire_at=_timestamp(obj, expire_key, f"phoneNumber.{expire_key}"),
         extra=_extra(obj, {"transferNumber", "country", "expireAt", "expiresAt"}),
@@ -277,16 +300,26 @@ def _required_str(obj: Mapping[str, Any], key: str) -> str:
         raise MalformedResponseError(f"call transfer: required field {key!r} is missing")
     if not isinstance(value, str):
         raise MalformedResponseError(f"call transfer: field {key!r} must be a string")
-    return value
+    return clean_text(value)
 
 
 def _optional_str(obj: Mapping[str, Any], key: str, name: str) -> str | None:
+    raw = _raw_str(obj, key, name)
+    return None if raw is None else clean_text(raw)
+
+
+def _raw_str(obj: Mapping[str, Any], key: str, name: str) -> str | None:
+    """A string field as sent; a number is taken as its JSON text."""
     value = obj.get(key)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise MalformedResponseError(f"field {name or key!r} must be a string")
-    return str(value)
+    return value if isinstance(value, str) else variable_value(value)
+
+
+def _trimmed(value: str | None) -> str | None:
+    return None if value is None else value.strip()
 
 
 def _timestamp(obj: Mapping[str, Any], key: str, name: str | None = None) -> datetime | None:
@@ -306,23 +339,22 @@ def _timestamp(obj: Mapping[str, Any], key: str, name: str | None = None) -> dat
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _variables(value: Any, name: str) -> dict[str, str]:
-    """A string-to-string map; scalars are stringified, nested values kept as JSON text."""
+def _variables(value: Any, name: str, *, outgoing: bool = True) -> dict[str, str]:
+    """A clean string-to-string map, values written the JSON way.
+
+    ``outgoing`` variables (the outputContext's, which become SIP headers, TwiML
+    parameters and channel variables) must have acceptable names: others are skipped.
+    The inputContext only echoes what the adapter sent: its names are just cleaned.
+    """
     if value is None:
         return {}
     obj = _object(value, name)
     out: dict[str, str] = {}
     for key, item in obj.items():
-        if isinstance(item, str):
-            out[str(key)] = item
-        elif item is None:
-            out[str(key)] = ""
-        elif isinstance(item, bool):
-            out[str(key)] = "true" if item else "false"
-        elif isinstance(item, int | float):
-            out[str(key)] = str(item)
-        else:
-            out[str(key)] = json.dumps(item, separators=(",", ":"), sort_keys=True)
+        if outgoing and not is_variable_name(key):
+            log.warning("%s: skipped a variable with an unusable name %s", name, mask_name(key))
+            continue
+        out[clean_text(key)] = variable_value(item)
     return out
 
 

@@ -6,6 +6,7 @@ Pure functions over httpx objects, shared by the sync and async clients.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Generator
 from typing import Any
 from urllib.parse import quote
@@ -69,13 +70,35 @@ def interpret(response: httpx.Response) -> CallTransfer:
             f"unexpected HTTP {response.status_code}", status=response.status_code
         )
     try:
-        data = json.loads(response.content)
-    except (ValueError, UnicodeDecodeError):
+        data = load_json(response.content)
+    except (ValueError, RecursionError):
         raise MalformedResponseError(
-            f"HTTP {response.status_code} with a body that is not JSON",
+            f"HTTP {response.status_code} with a body that is not usable JSON",
             status=response.status_code,
         ) from None
     return CallTransfer.from_json(data)
+
+
+def load_json(content: bytes) -> Any:
+    """Strict JSON: ValueError for invalid UTF-8, NaN/Infinity, a number too big for a
+    float or too long for an int; RecursionError for nesting too deep."""
+    # As json.loads reads bytes, with one decoder made once (json.loads builds one per
+    # call when given hooks).
+    return _STRICT.decode(content.decode(json.detect_encoding(content), "surrogatepass"))
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError("a number too big for a float")
+    return value
+
+
+_STRICT = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float)
 
 
 def check_created(request: TransferRequest, transfer: CallTransfer) -> CallTransfer:
@@ -100,6 +123,6 @@ def transport_error(exc: httpx.HTTPError, timeout: float) -> TransportError:
 
 def _json_or_none(response: httpx.Response) -> Any:
     try:
-        return json.loads(response.content)
-    except (ValueError, UnicodeDecodeError):
+        return load_json(response.content)
+    except (ValueError, RecursionError):
         return None

@@ -60,3 +60,11 @@ def mask_url(url: str) -> str:
         netloc = f"{MASK}@{host}" + (f":{masked.port}" if masked.port else "")
         masked = masked._replace(netloc=netloc)
     return safe_id(urlunsplit(masked), 2048)
+
+
+def mask_name(name: object, limit: int = 40) -> str:
+    """A name taken from outside (a variable's), fit for a log line: bounded, quoted,
+    non-ASCII and control characters escaped, phone-number-like runs masked."""
+    text = name if isinstance(name, str) else type(name).__name__
+    shown = ascii(text[:limit]) + ("..." if len(text) > limit else "")
+    return mask_text(shown)

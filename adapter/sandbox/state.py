@@ -402,10 +402,8 @@ def _output_context(output: Any) -> dict[str, Any]:
         raise SandboxError(400, "currentTaskName must be a string")
     context["currentTaskName"] = task
     for key in ("referenceVariables", "transferVariables"):
-        variables = _mapping(obj.get(key) or {}, key)
-        if not all(isinstance(v, str) for v in variables.values()):
-            raise SandboxError(400, f"{key} values must be strings")
-        context[key] = dict(variables)
+        # Any JSON value, kept as given: the adapter must cope with whatever the API says.
+        context[key] = dict(_mapping(obj.get(key) or {}, key))
     return context
 
 

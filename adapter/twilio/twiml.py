@@ -10,6 +10,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from twilio.twiml.voice_response import VoiceResponse
 
 from adapter.flow import Dial, Hangup, Hold, Route, RouteKind, Step
+from adapter.flow.routing import fallback
+from adapter.genagent.values import dialable_number, has_xml_invalid
 from adapter.twilio.settings import Destination, DestinationKind, TwilioSettings
 
 log = logging.getLogger("adapter.twilio")
@@ -18,7 +20,7 @@ DIAL_RESULT_PATH = "/twilio/dial-result"
 CONTEXT_PATH = "/twilio/context"
 # Twilio's limit on custom SIP headers; variables past it are dropped, transfer ones last.
 SIP_HEADER_BUDGET = 1024
-_HEADER_TOKEN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_HEADER_TOKEN = re.compile(r"[A-Za-z0-9_.-]{1,64}", re.ASCII)
 
 
 def action_url(attempt: int) -> str:
@@ -31,14 +33,26 @@ def context_url(attempt: int) -> str:
     return f"{CONTEXT_PATH}?{urlencode({'attempt': attempt})}"
 
 
+class RenderError(ValueError):
+    """A step that cannot become a TwiML document Twilio would accept."""
+
+
 class TwimlRenderer:
     """Turns flow steps into TwiML documents for one deployment's settings."""
 
     def __init__(self, settings: TwilioSettings) -> None:
         self.settings = settings
+        # Rendered once, from the settings alone, so that answering it cannot fail.
+        self.fallback_document = self.render(fallback("the answer could not be rendered"))
 
     def render(self, step: Step) -> str:
-        """The TwiML document for ``step``."""
+        """The TwiML document for ``step``; RenderError if Twilio could not parse it."""
+        document = self._build(step)
+        if has_xml_invalid(document):
+            raise RenderError("the document would hold characters XML cannot carry")
+        return document
+
+    def _build(self, step: Step) -> str:
         response = VoiceResponse()
         if isinstance(step, Dial):
             self._dial_agent_number(response, step)
@@ -67,7 +81,10 @@ class TwimlRenderer:
             options["hangup_on_star"] = True
         if self.settings.agent_time_limit:
             options["time_limit"] = self.settings.agent_time_limit
-        response.dial(**options).number(step.number)
+        number = dialable_number(step.number)
+        if number is None:
+            raise RenderError("the transfer number is not an E.164 number")
+        response.dial(**options).number(number)
 
     def _hold(self, response: VoiceResponse, step: Hold) -> None:
         # Sound while the context is read, then straight back: no request waits on the API.
@@ -151,7 +168,7 @@ def _sip_with_headers(uri: str, route: Route) -> str:
     kept: list[tuple[str, str]] = []
     used = 0
     for name, value in headers:
-        if not _HEADER_TOKEN.match(name.removeprefix("X-GA-")):
+        if not _HEADER_TOKEN.fullmatch(name.removeprefix("X-GA-")):
             continue
         size = len(urlencode([(name, value)])) + 1
         if used + size > SIP_HEADER_BUDGET:

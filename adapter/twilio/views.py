@@ -90,20 +90,28 @@ def _call_sid() -> str:
 
 
 def _answer(call_sid: str, event: str, decide: Callable[[], Step]) -> Response:
-    """Run the flow and answer TwiML; any failure becomes the fallback route."""
+    """Run the flow and answer TwiML; any failure, rendering included, becomes the fallback."""
+    call = safe_id(call_sid)
     try:
         step = decide()
     except Exception as exc:
         reason = "store-error" if isinstance(exc, StoreError) else "internal-error"
         log.exception(
             "call %s: %s failed; sending the caller to the fallback",
-            safe_id(call_sid),
+            call,
             event,
-            extra={"call_id": safe_id(call_sid), "route": "fallback", "reason": reason},
+            extra={"call_id": call, "route": "fallback", "reason": reason},
         )
         count_fallback(reason)
         step = fallback(f"internal error during {event}")
-    return Response(front().renderer.render(step), mimetype="text/xml")
+    renderer = front().renderer
+    try:
+        document = renderer.render(step)
+    except Exception:
+        # The route may be saved already: a redelivery renders it again and lands here too.
+        log.exception("call %s: the answer to %s could not be rendered; fallback", call, event)
+        document = renderer.fallback_document
+    return Response(document, mimetype="text/xml")
 
 
 @twilio.post("/voice")

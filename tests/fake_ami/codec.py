@@ -12,6 +12,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 GREETING = b"Asterisk Call Manager/11.0.0\r\n"
+# manager.c reads each line into a 1,025-byte buffer: longer lines (CRLF included) are refused.
+LINE_MAX = 1024
 EOL = b"\r\n"
 END = b"\r\n\r\n"
 
@@ -23,6 +25,7 @@ class Message:
     """One AMI message: an action, a response or an event, headers in wire order."""
 
     headers: tuple[Header, ...]
+    line_too_long: bool = False
 
     def get(self, key: str, default: str = "") -> str:
         """The first value of ``key`` (case-insensitive), as Asterisk's astman_get_header."""
@@ -52,14 +55,17 @@ def encode(headers: Iterable[Header]) -> bytes:
 def decode(raw: bytes) -> Message:
     """One message's bytes (with or without the final empty line) as a Message.
 
-    A line without a colon carries no header and is dropped, as Asterisk does.
+    A line without a colon carries no header and is dropped, as Asterisk does; a line
+    over LINE_MAX bytes marks the message, which Asterisk refuses.
     """
     headers: list[Header] = []
-    for line in raw.decode().split("\r\n"):
-        key, colon, value = line.partition(":")
+    lines = raw.split(EOL)
+    for line in lines:
+        key, colon, value = line.decode().partition(":")
         if colon:
             headers.append((key, value.removeprefix(" ")))
-    return Message(tuple(headers))
+    too_long = any(len(line) + len(EOL) > LINE_MAX for line in lines)
+    return Message(tuple(headers), line_too_long=too_long)
 
 
 class Decoder:

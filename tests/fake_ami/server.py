@@ -306,6 +306,8 @@ class FakeAsterisk:
 
     async def _handle(self, session: Session, message: Message) -> None:
         self.actions.append(ReceivedAction(session.id, message))
+        if message.line_too_long:  # as trace-sip-3b-ami-long-line: nothing is done
+            return self._error(session, message, "Failed to parse message: line too long")
         action = next((value for key, value in message if key.lower() == "action" and value), "")
         if not action:
             return self._error(session, message, "Missing action in request")
