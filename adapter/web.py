@@ -19,7 +19,7 @@ from adapter.flow.routing import default_router, read_router
 from adapter.genagent import GenAgentClient
 from adapter.store import DEFAULT_STORE_URL, CallStore, open_store
 from adapter.twilio.settings import TwilioSettings
-from adapter.twilio.views import TwilioFront, twilio
+from adapter.twilio.views import MAX_BODY_BYTES, TwilioFront, twilio
 
 log = logging.getLogger("adapter.web")
 
@@ -58,6 +58,7 @@ def create_app(
     """Build the app: Twilio webhooks under /twilio, liveness at /healthz."""
     settings = settings or WebSettings.from_env()
     app = Flask("adapter")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES  # 413 before any parsing
     hops = settings.twilio.proxy_hops
     if hops:
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]

@@ -16,11 +16,15 @@ from werkzeug.datastructures import MultiDict
 from adapter.flow import CallStart, DialResult, Step, TransferFlow
 from adapter.flow.routing import fallback
 from adapter.genagent.countries import ISO_3166_ALPHA2
+from adapter.observe.masking import safe_id
 from adapter.twilio.settings import TwilioSettings
+from adapter.twilio.sids import is_call_sid
 from adapter.twilio.signature import SignatureChecker
 from adapter.twilio.twiml import TwimlRenderer
 
 log = logging.getLogger("adapter.twilio")
+
+MAX_BODY_BYTES = 64 * 1024  # a webhook's form is a few KiB; more is not Twilio
 
 twilio = Blueprint("twilio", __name__, url_prefix="/twilio")
 
@@ -61,17 +65,32 @@ def classify_dial(form: MultiDict[str, str]) -> DialResult:
 
 
 @twilio.before_request
-def _check_signature() -> None:
+def _check_request() -> None:
+    """Every /twilio request, in this order: body size (413), X-Twilio-Signature (403),
+    CallSid's shape (400), AccountSid when TWILIO_ACCOUNT_SID is set (403)."""
+    body = request.get_data(cache=True)  # MAX_CONTENT_LENGTH: 413 for a longer Content-Length
+    chunked = request.content_length is None
+    if chunked and len(body) >= MAX_BODY_BYTES and request.environ["wsgi.input"].read(1):
+        abort(413)  # a chunked body is cut at the cap: one byte more means it was longer
+    path = safe_id(request.path)
     if not front().signatures.is_valid(request):
-        log.warning("rejected a request to %s: missing or invalid X-Twilio-Signature", request.path)
+        log.warning("rejected a request to %s: missing or invalid X-Twilio-Signature", path)
+        abort(403)
+    call_sid = request.form.get("CallSid", "")
+    if not is_call_sid(call_sid):
+        log.warning(
+            "rejected a request to %s: CallSid %r is malformed", path, safe_id(call_sid, 40)
+        )
+        abort(400, "CallSid must be CA followed by 32 hex digits")
+    expected = front().settings.account_sid
+    if expected is not None and request.form.get("AccountSid") != expected:
+        log.warning("rejected call %s to %s: AccountSid is not TWILIO_ACCOUNT_SID", call_sid, path)
         abort(403)
 
 
 def _call_sid() -> str:
-    call_sid = request.form.get("CallSid", "")
-    if not call_sid:
-        abort(400, "CallSid is required")
-    return call_sid
+    """The request's CallSid, already checked by _check_request."""
+    return request.form["CallSid"]
 
 
 def _answer(call_sid: str, event: str, decide: Callable[[], Step]) -> Response:
