@@ -78,9 +78,7 @@ def _check_request() -> None:
         abort(403)
     call_sid = request.form.get("CallSid", "")
     if not is_call_sid(call_sid):
-        log.warning(
-            "rejected a request to %s: CallSid %r is malformed", path, safe_id(call_sid, 40)
-        )
+        log.warning("rejected a request to %s: malformed CallSid %r", path, safe_id(call_sid, 40))
         abort(400, "CallSid must be CA followed by 32 hex digits")
     expected = front().settings.account_sid
     if expected is not None and request.form.get("AccountSid") != expected:
