@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -128,9 +128,16 @@ def worker_settings(fake: FakeAsterisk, sandbox: SandboxServer, store_url: str) 
 
 @contextlib.asynccontextmanager
 async def running_rig(
-    sandbox: SandboxServer, tmp_path: Path, *, start: bool = True, **fake_options: Any
+    sandbox: SandboxServer,
+    tmp_path: Path,
+    *,
+    start: bool = True,
+    ami: dict[str, Any] | None = None,
+    **fake_options: Any,
 ) -> AsyncIterator[Rig]:
-    """Start everything; the worker is ready (logged in, checked, resynchronised) on entry."""
+    """Start everything; the worker is ready (logged in, checked, resynchronised) on entry.
+
+    ``ami`` overrides AmiSettings fields; ``fake_options`` go to FakeAsterisk."""
     fake_options.setdefault("dial_timeout", 0.05)
     holder: list[Rig] = []
 
@@ -140,7 +147,9 @@ async def running_rig(
     fake = await FakeAsterisk(dial_handler=dial_handler, **fake_options).start()
     store_url = f"sqlite:///{tmp_path / 'asterisk.sqlite3'}"
     store = open_store(store_url)
-    worker = AsteriskWorker(worker_settings(fake, sandbox, store_url), store=store)
+    settings = worker_settings(fake, sandbox, store_url)
+    settings = replace(settings, ami=replace(settings.ami, **(ami or {})))
+    worker = AsteriskWorker(settings, store=store)
     http = httpx.AsyncClient(timeout=10)
     rig = Rig(fake, sandbox, store, worker, http)
     holder.append(rig)
