@@ -171,3 +171,11 @@ async def running_rig(
         await http.aclose()
         await fake.stop()
         store.close()
+
+
+async def agent_call(rig: Rig) -> None:
+    """One caller handed off and routed to the agent context, end to end."""
+    caller = rig.caller(AgentLeg(output=AGENT))
+    caller.hand_off()
+    await caller.wait_until("genagent-agent", timeout=15)
+    await wait_until(lambda: not rig.worker.calls or None, 10, "the call to finish")

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from adapter.demo.simulator import AgentLeg
 from adapter.sandbox import SandboxServer
-from tests.asterisk_rig import AGENT, Rig, running_rig
+from tests.asterisk_rig import Rig, agent_call, running_rig
 from tests.fake_ami.pbx import wait_until
 from tests.process_probe import ConnectionAttempts, open_sockets, sockets_to
 
@@ -19,14 +18,6 @@ OUTAGE = 60.0
 MIDPOINT = 30.0
 # panoramisk's own reconnect timers fire every 2 s: a leftover loop shows up within this.
 LATECOMER_WINDOW = 5.0
-
-
-async def agent_call(rig: Rig) -> None:
-    """One caller handed off and routed to the agent context, end to end."""
-    caller = rig.caller(AgentLeg(output=AGENT))
-    caller.hand_off()
-    await caller.wait_until("genagent-agent", timeout=15)
-    await wait_until(lambda: not rig.worker.calls or None, 10, "the call to finish")
 
 
 def logins(rig: Rig) -> int:
@@ -76,7 +67,7 @@ async def outage(sandbox: SandboxServer, tmp_path: Path) -> None:
 
         await agent_call(rig)  # calls are handled as before
         assert await quiet_tasks(tasks_before) == tasks_before
-        assert open_sockets() <= sockets_before
+        await wait_until(lambda: open_sockets() <= sockets_before or None, 10, "sockets closed")
         print(
             f"\noutage {OUTAGE:.0f} s: {tried} attempts, at most {attempts.most_in_flight} "
             f"in flight, {fake.connections - accepted_before} connection and "
@@ -93,3 +84,30 @@ def test_a_long_outage_ends_in_exactly_one_session(
     asyncio.run(asyncio.wait_for(outage(sandbox, tmp_path), OUTAGE + 80))
     panoramisk = [r.getMessage() for r in caplog.records if r.name.startswith("panoramisk")]
     assert not [line for line in panoramisk if "connect" in line.lower()], panoramisk[:5]
+
+
+async def broken_then_restarted(sandbox: SandboxServer, tmp_path: Path) -> None:
+    async with running_rig(sandbox, tmp_path) as rig:
+        fake = rig.fake
+        for breaks in (fake.drop_connections, fake.restart):  # a reset, then a Shutdown
+            accepted = fake.connections
+            result = breaks()
+            if asyncio.iscoroutine(result):
+                await result
+
+            def new_session(accepted: int = accepted) -> bool | None:
+                return (fake.connections > accepted and rig.worker.ready.is_set()) or None
+
+            await wait_until(new_session, 15, "a new session")
+            await asyncio.sleep(LATECOMER_WINDOW)
+            assert fake.connections - accepted == 1
+            assert len(fake.sessions) == 1
+            assert sockets_to(fake.port) == 1
+        await agent_call(rig)
+
+
+@pytest.mark.timeout(90)
+def test_a_lost_connection_is_replaced_by_exactly_one(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    asyncio.run(asyncio.wait_for(broken_then_restarted(sandbox, tmp_path), 80))

@@ -10,9 +10,8 @@ import pytest
 
 from adapter.asterisk import AsteriskWorker
 from adapter.sandbox import SandboxServer
-from tests.asterisk_rig import Rig, running_rig
+from tests.asterisk_rig import Rig, agent_call, running_rig
 from tests.fake_ami.pbx import wait_until
-from tests.test_asterisk_outage import agent_call
 from tests.tls_certs import ServerCertificate, make_certificate
 
 pytestmark = pytest.mark.timeout(120)

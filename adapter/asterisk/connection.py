@@ -3,7 +3,7 @@
 panoramisk 1.4's Manager.connect() schedules ``connect`` again with ``call_later`` after
 every failed attempt and after every lost connection, from timers nobody holds: a
 Manager given up on after a failed connect keeps dialing Asterisk forever, and when
-Asterisk comes back each such loop logs in. Here a Manager never connects by itself:
+Asterisk comes back each such loop connects again. Here a Manager never connects by itself:
 :func:`connect_once` makes the one attempt, and panoramisk's own paths are no-ops.
 """
 
@@ -71,6 +71,7 @@ class _Protocol(AMIProtocol):  # type: ignore[misc]
     """AMIProtocol wired to its manager as soon as TCP connects, before any byte arrives."""
 
     def __init__(self, manager: OneShotManager) -> None:
+        super().__init__()
         self._manager = manager
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
