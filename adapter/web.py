@@ -23,7 +23,7 @@ from adapter.observe.logging import configure_logging
 from adapter.observe.settings import ObserveSettings
 from adapter.store import DEFAULT_STORE_URL, CallStore, open_store
 from adapter.twilio.settings import TwilioSettings
-from adapter.twilio.views import TwilioFront, twilio
+from adapter.twilio.views import MAX_BODY_BYTES, TwilioFront, twilio
 
 log = logging.getLogger("adapter.web")
 
@@ -70,6 +70,7 @@ def create_app(
         configure_logging(only_if_unset=True)
         settings = WebSettings.from_env()
     app = Flask("adapter")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES  # 413 before any parsing
     hops = settings.twilio.proxy_hops
     if hops:
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]

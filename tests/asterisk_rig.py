@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -135,9 +135,12 @@ async def running_rig(
     *,
     start: bool = True,
     flow: FlowPolicy | None = None,
+    ami: dict[str, Any] | None = None,
     **fake_options: Any,
 ) -> AsyncIterator[Rig]:
-    """Start everything; the worker is ready (logged in, checked, resynchronised) on entry."""
+    """Start everything; the worker is ready (logged in, checked, resynchronised) on entry.
+
+    ``ami`` overrides AmiSettings fields; ``fake_options`` go to FakeAsterisk."""
     fake_options.setdefault("dial_timeout", 0.05)
     holder: list[Rig] = []
 
@@ -147,7 +150,9 @@ async def running_rig(
     fake = await FakeAsterisk(dial_handler=dial_handler, **fake_options).start()
     store_url = f"sqlite:///{tmp_path / 'asterisk.sqlite3'}"
     store = open_store(store_url)
-    worker = AsteriskWorker(worker_settings(fake, sandbox, store_url, flow), store=store)
+    settings = worker_settings(fake, sandbox, store_url, flow)
+    settings = replace(settings, ami=replace(settings.ami, **(ami or {})))
+    worker = AsteriskWorker(settings, store=store)
     http = httpx.AsyncClient(timeout=10)
     rig = Rig(fake, sandbox, store, worker, http)
     holder.append(rig)
@@ -169,3 +174,11 @@ async def running_rig(
         await http.aclose()
         await fake.stop()
         store.close()
+
+
+async def agent_call(rig: Rig) -> None:
+    """One caller handed off and routed to the agent context, end to end."""
+    caller = rig.caller(AgentLeg(output=AGENT))
+    caller.hand_off()
+    await caller.wait_until("genagent-agent", timeout=15)
+    await wait_until(lambda: not rig.worker.calls or None, 10, "the call to finish")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from adapter.config import GenAgentSettings, Secret
 from adapter.genagent import GenAgentClient, RetryPolicy
@@ -15,6 +17,13 @@ from adapter.sandbox import SandboxConfig, SandboxServer
 
 if TYPE_CHECKING:
     from tests.twilio_stack import Stack
+
+# CI runs the same generated examples every time (a red run is then a real, repeatable
+# finding); a developer's runs keep exploring new ones. No per-example deadline: the
+# machines are shared and noisy.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None, deadline=None)
+hypothesis_settings.register_profile("dev", deadline=None)
+hypothesis_settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 API_ID = "sandbox-id"
 API_SECRET = "sandbox-secret-value"

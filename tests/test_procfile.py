@@ -8,12 +8,16 @@ import subprocess
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from urllib.parse import urlencode
 
 import httpx
 import pytest
 from twilio.request_validator import RequestValidator
 
 from adapter.sandbox import SandboxServer
+from adapter.twilio.sids import new_call_sid
+from adapter.twilio.views import MAX_BODY_BYTES
+from tests.chunked import post_chunked
 from tests.conftest import API_ID, API_SECRET
 from tests.test_cli import free_port
 from tests.twilio_stack import AUTH_TOKEN, call_params
@@ -63,7 +67,7 @@ def test_web_line_serves_signed_webhooks(sandbox: SandboxServer, tmp_path: Path)
                     break
             except httpx.TransportError:
                 time.sleep(0.1)
-        params = call_params("CA-procfile")
+        params = call_params(new_call_sid())
         signature = RequestValidator(AUTH_TOKEN).compute_signature(
             "https://adapter.example.com/twilio/voice", params
         )
@@ -75,6 +79,11 @@ def test_web_line_serves_signed_webhooks(sandbox: SandboxServer, tmp_path: Path)
         assert (document.findtext("Dial/Number") or "").startswith("+1999555")
         unsigned = httpx.post(f"{base}/twilio/voice", data=params)
         assert unsigned.status_code == 403
+        # A chunked body (no Content-Length) over the cap is refused before it is parsed.
+        huge = urlencode(call_params(new_call_sid(), Padding="x" * 2 * MAX_BODY_BYTES)).encode()
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        assert post_chunked(f"{base}/twilio/voice", form, huge) == 413
+        assert post_chunked(f"{base}/twilio/voice", form, urlencode(params).encode()) == 403
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)

@@ -17,6 +17,7 @@ import pytest
 
 from adapter.flow import Route, RouteContext, RouteKind
 from adapter.twilio.settings import Destination
+from adapter.twilio.sids import new_call_sid
 from tests.twilio_stack import RETURN_URL, Stack, call_params
 
 HOSTILE_VARIABLES: dict[str, Any] = {
@@ -85,7 +86,7 @@ def test_client_destination_gets_the_clean_values_as_parameters(
     make_stack: Callable[..., Stack],
 ) -> None:
     stack = make_stack(agent_destination=Destination.parse("client:desk"))
-    first, again = hand_off_and_return(stack, "CA-hostile-client", HOSTILE_OUTPUT)
+    first, again = hand_off_and_return(stack, new_call_sid(), HOSTILE_OUTPUT)
     assert first == again
     client = ET.fromstring(first).find("Dial/Client")
     assert client is not None
@@ -97,7 +98,7 @@ def test_client_destination_gets_the_clean_values_as_parameters(
 
 def test_sip_destination_headers_carry_the_clean_values(make_stack: Callable[..., Stack]) -> None:
     stack = make_stack(agent_destination=Destination.parse("sip:desk@pbx.example.com"))
-    first, again = hand_off_and_return(stack, "CA-hostile-sip", HOSTILE_OUTPUT)
+    first, again = hand_off_and_return(stack, new_call_sid(), HOSTILE_OUTPUT)
     assert first == again
     uri = ET.fromstring(first).findtext("Dial/Sip") or ""
     headers = {k: v[0] for k, v in parse_qs(urlsplit(uri).query, keep_blank_values=True).items()}
@@ -109,7 +110,7 @@ def test_sip_destination_headers_carry_the_clean_values(make_stack: Callable[...
 
 def test_system_return_url_carries_the_clean_values(stack: Stack) -> None:
     output = {**HOSTILE_OUTPUT, "transferType": "SYSTEM"}
-    first, again = hand_off_and_return(stack, "CA-hostile-system", output)
+    first, again = hand_off_and_return(stack, new_call_sid(), output)
     assert first == again
     redirect = ET.fromstring(first).findtext("Redirect") or ""
     assert redirect.startswith(RETURN_URL.split("?")[0])
@@ -124,7 +125,7 @@ def test_queue_destination_is_well_formed(
     make_stack: Callable[..., Stack], workflow: str | None
 ) -> None:
     stack = make_stack(agent_destination=Destination.parse("queue:desk"), workflow_sid=workflow)
-    first, again = hand_off_and_return(stack, f"CA-hostile-queue-{bool(workflow)}", HOSTILE_OUTPUT)
+    first, again = hand_off_and_return(stack, new_call_sid(), HOSTILE_OUTPUT)
     assert first == again
     enqueue = ET.fromstring(first).find("Enqueue")
     assert enqueue is not None
@@ -136,7 +137,7 @@ def test_queue_destination_is_well_formed(
 
 
 def test_number_destination_is_well_formed(stack: Stack) -> None:
-    first, again = hand_off_and_return(stack, "CA-hostile-number", HOSTILE_OUTPUT)
+    first, again = hand_off_and_return(stack, new_call_sid(), HOSTILE_OUTPUT)
     assert first == again
     assert ET.fromstring(first).findtext("Dial/Number") == "+15550100"
 
@@ -154,7 +155,7 @@ def test_an_answer_that_cannot_be_rendered_becomes_the_fallback_every_time(
         router=_dirty_router,
         fallback_say="One moment.",
     )
-    first, again = hand_off_and_return(stack, "CA-unrenderable", {"transferType": "AGENT"})
+    first, again = hand_off_and_return(stack, new_call_sid(), {"transferType": "AGENT"})
     assert first == again
     root = ET.fromstring(first)
     assert [verb.tag for verb in root] == ["Say", "Dial"]

@@ -16,6 +16,7 @@ from adapter.demo.simulator import AgentLeg, CallScript
 from adapter.flow import Outcome, Route, RouteContext, RouteKind
 from adapter.sandbox import SandboxServer
 from adapter.twilio.settings import Destination
+from adapter.twilio.sids import new_call_sid
 from adapter.web import WebSettings
 from tests.twilio_stack import AUTH_TOKEN, Stack, call_params, start_stack, stop_stack, twiml
 
@@ -36,25 +37,27 @@ def dial_number(document) -> str:  # type: ignore[no-untyped-def]
 
 
 def test_unsigned_request_is_403_and_creates_nothing(stack: Stack) -> None:
-    response = stack.http.post(f"{stack.web.url}/twilio/voice", data=call_params("CA1"))
+    response = stack.http.post(f"{stack.web.url}/twilio/voice", data=call_params(new_call_sid()))
     assert response.status_code == 403
     assert stack.transfers() == []
 
 
 def test_wrong_signature_is_403(stack: Stack) -> None:
-    response = stack.post("/twilio/voice", call_params("CA1"), signature="bm90IGEgc2lnbmF0dXJl")
+    response = stack.post(
+        "/twilio/voice", call_params(new_call_sid()), signature="bm90IGEgc2lnbmF0dXJl"
+    )
     assert response.status_code == 403
     assert stack.transfers() == []
 
 
 def test_signature_for_another_url_is_403(stack: Stack) -> None:
     signed_elsewhere = f"{stack.web.url}/twilio/voice?task=other"
-    response = stack.post("/twilio/voice", call_params("CA1"), sign_url=signed_elsewhere)
+    response = stack.post("/twilio/voice", call_params(new_call_sid()), sign_url=signed_elsewhere)
     assert response.status_code == 403
 
 
 def test_tampered_form_is_403(stack: Stack) -> None:
-    params = call_params("CA1")
+    params = call_params(new_call_sid())
     good = stack.post("/twilio/voice", params)  # establishes that the signing itself is right
     assert good.status_code == 200
     signature = RequestValidator(AUTH_TOKEN).compute_signature(
@@ -62,7 +65,7 @@ def test_tampered_form_is_403(stack: Stack) -> None:
     )
     tampered = stack.http.post(
         f"{stack.web.url}/twilio/voice",
-        data={**params, "CallSid": "CA2"},
+        data={**params, "CallSid": new_call_sid()},
         headers={"X-Twilio-Signature": signature},
     )
     assert tampered.status_code == 403
@@ -70,11 +73,14 @@ def test_tampered_form_is_403(stack: Stack) -> None:
 
 def test_every_endpoint_checks_the_signature(stack: Stack) -> None:
     for path in ("/twilio/dial-result?attempt=1", "/twilio/status"):
-        assert stack.http.post(f"{stack.web.url}{path}", data=call_params("CA1")).status_code == 403
+        assert (
+            stack.http.post(f"{stack.web.url}{path}", data=call_params(new_call_sid())).status_code
+            == 403
+        )
 
 
 def test_repeated_form_keys_validate(stack: Stack) -> None:
-    params = [*call_params("CA-rep").items(), ("Digits", "1"), ("Digits", "2")]
+    params = [*call_params(new_call_sid()).items(), ("Digits", "1"), ("Digits", "2")]
     assert stack.post("/twilio/voice", params).status_code == 200
 
 
@@ -82,11 +88,11 @@ def test_behind_a_proxy_the_public_url_is_signed(stack: Stack) -> None:
     public = "https://adapter.example.com/twilio/voice"
     headers = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "adapter.example.com"}
     response = stack.post(
-        "/twilio/voice", call_params("CA-proxy"), sign_url=public, headers=headers
+        "/twilio/voice", call_params(new_call_sid()), sign_url=public, headers=headers
     )
     assert response.status_code == 200
     # Signed for the internal URL but forwarded from the public one: not what Twilio signed.
-    internal = stack.post("/twilio/voice", call_params("CA-proxy2"), headers=headers)
+    internal = stack.post("/twilio/voice", call_params(new_call_sid()), headers=headers)
     assert internal.status_code == 403
 
 
@@ -94,18 +100,18 @@ def test_public_base_url_setting(make_stack: Callable[..., Stack]) -> None:
     stack = make_stack(public_base_url="https://calls.example.com", proxy_hops=0)
     ok = stack.post(
         "/twilio/voice?task=t",
-        call_params("CA-pub"),
+        call_params(new_call_sid()),
         sign_url="https://calls.example.com/twilio/voice?task=t",
     )
     assert ok.status_code == 200
-    assert stack.post("/twilio/voice", call_params("CA-pub2")).status_code == 403
+    assert stack.post("/twilio/voice", call_params(new_call_sid())).status_code == 403
 
 
 # --- redelivery and restarts --------------------------------------------------------------
 
 
 def test_redelivered_voice_webhook_gets_the_same_twiml_and_no_second_create(stack: Stack) -> None:
-    params = call_params("CA-dup")
+    params = call_params(new_call_sid())
     first = stack.post("/twilio/voice", params)
     second = stack.post("/twilio/voice", params)
     assert first.content == second.content
@@ -113,8 +119,9 @@ def test_redelivered_voice_webhook_gets_the_same_twiml_and_no_second_create(stac
 
 
 def test_redelivered_dial_result_does_not_request_or_dial_twice(stack: Stack) -> None:
-    number = dial_number(twiml(stack.post("/twilio/voice", call_params("CA-dup2"))))
-    action = call_params("CA-dup2", CallStatus="in-progress", DialCallStatus="no-answer")
+    call_sid = new_call_sid()
+    number = dial_number(twiml(stack.post("/twilio/voice", call_params(call_sid))))
+    action = call_params(call_sid, CallStatus="in-progress", DialCallStatus="no-answer")
     first = twiml(stack.post("/twilio/dial-result?attempt=1", action))
     again = twiml(stack.post("/twilio/dial-result?attempt=1", action))
     assert dial_number(first) == dial_number(again) != number
@@ -122,31 +129,33 @@ def test_redelivered_dial_result_does_not_request_or_dial_twice(stack: Stack) ->
 
 
 def test_state_survives_a_worker_restart(sandbox: SandboxServer, tmp_path: Path) -> None:
+    call_sid = new_call_sid()
     before = start_stack(sandbox, tmp_path)
-    number = dial_number(twiml(before.post("/twilio/voice", call_params("CA-restart"))))
+    number = dial_number(twiml(before.post("/twilio/voice", call_params(call_sid))))
     stop_stack(before)  # the worker dies between the dial and the action callback
 
     complete_output = {"transferType": "AGENT", "transferVariables": {"k": "v"}}
     after = start_stack(sandbox, tmp_path)  # same SQLite file, new process state
     try:
         complete(after, number, complete_output)
-        action = call_params("CA-restart", CallStatus="in-progress", DialCallStatus="completed")
+        action = call_params(call_sid, CallStatus="in-progress", DialCallStatus="completed")
         document = twiml(after.post("/twilio/dial-result?attempt=1", action))
         assert document.findtext("Dial/Number") == "+15550100"
-        assert after.record("CA-restart").outcome is Outcome.AGENT_RETURNED
+        assert after.record(call_sid).outcome is Outcome.AGENT_RETURNED
     finally:
         stop_stack(after)
 
 
 def test_dial_result_for_an_unknown_call_falls_back(stack: Stack) -> None:
-    action = call_params("CA-nobody", CallStatus="in-progress", DialCallStatus="completed")
+    action = call_params(new_call_sid(), CallStatus="in-progress", DialCallStatus="completed")
     document = twiml(stack.post("/twilio/dial-result?attempt=1", action))
     assert document.findtext("Dial/Number") == "+15550100"
 
 
 def test_dial_result_without_attempt_falls_back(stack: Stack) -> None:
-    twiml(stack.post("/twilio/voice", call_params("CA-noattempt")))
-    action = call_params("CA-noattempt", CallStatus="in-progress", DialCallStatus="completed")
+    call_sid = new_call_sid()
+    twiml(stack.post("/twilio/voice", call_params(call_sid)))
+    action = call_params(call_sid, CallStatus="in-progress", DialCallStatus="completed")
     document = twiml(stack.post("/twilio/dial-result", action))
     assert document.findtext("Dial/Number") == "+15550100"
 
@@ -158,18 +167,20 @@ def test_missing_call_sid_is_400(stack: Stack) -> None:
 
 
 def test_status_callback_ends_a_call_in_flight(stack: Stack) -> None:
-    twiml(stack.post("/twilio/voice", call_params("CA-st")))
-    assert stack.store.active_ids() == ["CA-st"]
-    response = stack.post("/twilio/status", call_params("CA-st", CallStatus="completed"))
+    call_sid = new_call_sid()
+    other_sid = new_call_sid()
+    twiml(stack.post("/twilio/voice", call_params(call_sid)))
+    assert stack.store.active_ids() == [call_sid]
+    response = stack.post("/twilio/status", call_params(call_sid, CallStatus="completed"))
     assert response.status_code == 204
     assert stack.store.active_ids() == []
-    record = stack.record("CA-st")
+    record = stack.record(call_sid)
     assert record.outcome is Outcome.CALLER_HUNG_UP
     assert record.attempts[0].outcome is Outcome.CALLER_HUNG_UP
     # A non-final status changes nothing.
-    twiml(stack.post("/twilio/voice", call_params("CA-st2")))
-    stack.post("/twilio/status", call_params("CA-st2", CallStatus="in-progress"))
-    assert stack.store.active_ids() == ["CA-st2"]
+    twiml(stack.post("/twilio/voice", call_params(other_sid)))
+    stack.post("/twilio/status", call_params(other_sid, CallStatus="in-progress"))
+    assert stack.store.active_ids() == [other_sid]
 
 
 def test_healthz(stack: Stack) -> None:
@@ -195,7 +206,7 @@ def agent_route_document(stack: Stack, call_sid: str, output: dict | None = None
 
 def test_sip_destination_carries_x_headers(make_stack: Callable[..., Stack]) -> None:
     stack = make_stack(agent_destination=Destination.parse("sip:queue@pbx.example.com"))
-    uri = agent_route_document(stack, "CA-sip").findtext("Dial/Sip")
+    uri = agent_route_document(stack, new_call_sid()).findtext("Dial/Sip")
     assert uri is not None
     parts = urlsplit(uri)
     assert f"{parts.scheme}:{parts.path}" == "sip:queue@pbx.example.com"
@@ -211,7 +222,7 @@ def test_sip_headers_stay_within_the_budget(make_stack: Callable[..., Stack]) ->
     stack = make_stack(agent_destination=Destination.parse("sip:q@pbx.example.com"))
     big = {f"v{n}": "x" * 100 for n in range(20)}
     uri = agent_route_document(
-        stack, "CA-sip2", {"transferType": "AGENT", "transferVariables": big}
+        stack, new_call_sid(), {"transferType": "AGENT", "transferVariables": big}
     )
     query = urlsplit(uri.findtext("Dial/Sip") or "").query
     assert 0 < len(query) <= 1024
@@ -221,7 +232,7 @@ def test_sip_headers_stay_within_the_budget(make_stack: Callable[..., Stack]) ->
 
 def test_client_destination_carries_parameters(make_stack: Callable[..., Stack]) -> None:
     stack = make_stack(agent_destination=Destination.parse("client:agent_desk"))
-    client = agent_route_document(stack, "CA-client").find("Dial/Client")
+    client = agent_route_document(stack, new_call_sid()).find("Dial/Client")
     assert client is not None
     assert client.findtext("Identity") == "agent_desk"
     params = {p.get("name"): p.get("value") for p in client.findall("Parameter")}
@@ -235,7 +246,7 @@ def test_client_destination_carries_parameters(make_stack: Callable[..., Stack])
 
 def test_queue_destination_with_taskrouter(make_stack: Callable[..., Stack]) -> None:
     stack = make_stack(agent_destination=Destination.parse("queue:support"), workflow_sid="WW123")
-    enqueue = agent_route_document(stack, "CA-q").find("Enqueue")
+    enqueue = agent_route_document(stack, new_call_sid()).find("Enqueue")
     assert enqueue is not None
     assert enqueue.get("workflowSid") == "WW123"
     assert json.loads(enqueue.findtext("Task") or "") == {
@@ -249,7 +260,7 @@ def test_queue_destination_with_taskrouter(make_stack: Callable[..., Stack]) -> 
 
 def test_plain_queue_destination(make_stack: Callable[..., Stack]) -> None:
     stack = make_stack(agent_destination=Destination.parse("queue:support"))
-    document = agent_route_document(stack, "CA-q2")
+    document = agent_route_document(stack, new_call_sid())
     assert document.findtext("Enqueue") == "support"
 
 
@@ -278,19 +289,20 @@ def test_custom_router_by_import_path(sandbox: SandboxServer, tmp_path: Path) ->
     stack = start_stack(sandbox, tmp_path, router=router)
     try:
         output = {"transferType": "SYSTEM", "transferVariables": {"vip": "yes"}}
-        assert agent_route_document(stack, "CA-vip", output).findtext("Enqueue") == "vip"
+        assert agent_route_document(stack, new_call_sid(), output).findtext("Enqueue") == "vip"
         # Calls the router does not claim keep the default route.
-        assert agent_route_document(stack, "CA-plain").findtext("Dial/Number") == "+15550100"
+        assert agent_route_document(stack, new_call_sid()).findtext("Dial/Number") == "+15550100"
     finally:
         stop_stack(stack)
 
 
 def test_a_failing_router_keeps_the_default(sandbox: SandboxServer, tmp_path: Path) -> None:
+    call_sid = new_call_sid()
     stack = start_stack(sandbox, tmp_path, router=broken_router)
     try:
-        document = agent_route_document(stack, "CA-broken")
+        document = agent_route_document(stack, call_sid)
         assert document.findtext("Dial/Number") == "+15550100"
-        assert stack.record("CA-broken").outcome is Outcome.AGENT_RETURNED
+        assert stack.record(call_sid).outcome is Outcome.AGENT_RETURNED
     finally:
         stop_stack(stack)
 

@@ -1,26 +1,32 @@
 """One AMI session over panoramisk, with its sharp edges filed off.
 
-panoramisk 1.4 reconnects by itself and then re-sends actions that were never
-answered (a stale Redirect replayed minutes later is the last thing a live call
-needs), resolves ``connect()`` before the login is done, pings without checking for
-a reply, lets an action wait forever, and drops exceptions of coroutine callbacks.
-So: a session is one connection only, its Manager is created inside the running
-loop, it logs in itself and waits for the answer, every action runs under a timeout,
-a heartbeat that expects a reply detects a half-open connection, and no action is
-ever re-sent. Reconnecting is the worker's job: it opens a new session.
+panoramisk 1.4 reconnects by itself (after a lost connection, and again and again after
+a failed connect, each time from a timer nobody can cancel), re-sends actions that were
+never answered (a stale Redirect replayed minutes later is the last thing a live call
+needs), resolves ``connect()`` before the login is done, pings without checking for a
+reply, lets an action wait forever, and drops exceptions of coroutine callbacks.
+So: a session opens its one connection itself (one attempt, under a timeout, optionally
+over TLS) and panoramisk's own connect and reconnect paths do nothing; its Manager is
+created inside the running loop, it logs in itself and waits for the answer, every
+action runs under a timeout, a heartbeat that expects a reply detects a half-open
+connection, and no action is ever re-sent. Reconnecting is the worker's job: it opens a
+new session, one at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from panoramisk import Manager
 from panoramisk.message import Message
 
+from adapter.asterisk.connection import OneShotManager, connect_once
 from adapter.asterisk.framing import SETVAR_VALUE_MAX, setvar_action
+from adapter.asterisk.settings import AmiSettings
 from adapter.config import Secret
 from adapter.observe.masking import safe_id
 
@@ -54,18 +60,6 @@ class SessionClosed(AmiError):
 EventHandler = Callable[[Message], None]
 
 
-class _OneShotManager(Manager):  # type: ignore[misc]
-    """A panoramisk Manager that never reconnects by itself."""
-
-    def connection_lost(self, exc: object) -> None:
-        self._connected = False
-        pinger: asyncio.TimerHandle | None = getattr(self, "pinger", None)
-        if pinger is not None:
-            pinger.cancel()
-        self.pinger = None
-        self.loop.call_soon(self.on_disconnect, self, exc)
-
-
 class AmiSession:
     """A logged-in AMI connection: typed actions under timeouts, events to handlers."""
 
@@ -77,6 +71,7 @@ class AmiSession:
         secret: Secret,
         *,
         action_timeout: float = 5.0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -84,12 +79,24 @@ class AmiSession:
         self._secret = secret
         self.action_timeout = action_timeout
         self.closed = asyncio.Event()
-        self._manager: Manager | None = None
+        self._tls = tls
+        self._manager: OneShotManager | None = None
+
+    @classmethod
+    def for_settings(cls, ami: AmiSettings, tls: ssl.SSLContext | None) -> AmiSession:
+        """A session to the Asterisk of ``ami`` (``tls`` from :func:`tls_context`)."""
+        return cls(
+            ami.host, ami.port, ami.username, ami.secret, action_timeout=ami.action_timeout, tls=tls
+        )
 
     async def open(self, handlers: Mapping[str, EventHandler]) -> None:
-        """Connect and log in; AmiError (naming the cause) if either fails."""
+        """Connect (one attempt) and log in; AmiError naming the cause if either fails.
+
+        A session opens once; whatever fails leaves no socket, task or timer behind."""
+        if self._manager is not None:
+            raise AmiError("an AMI session opens once; make a new one to reconnect")
         loop = asyncio.get_running_loop()
-        manager = _OneShotManager(
+        manager = OneShotManager(
             loop=loop,
             host=self.host,
             port=self.port,
@@ -101,14 +108,18 @@ class AmiSession:
             manager.register_event(pattern, _guarded(handler))
         self._manager = manager
         try:
-            await asyncio.wait_for(manager.connect(), self.action_timeout)
-        except (OSError, TimeoutError) as exc:
+            await connect_once(manager, self.host, self.port, self._tls, self.action_timeout)
+        except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError
             self.closed.set()
             raise AmiError(f"cannot connect to {self.host}:{self.port}: {exc}") from None
-        answer = await self.action(
-            {"Action": "Login", "Username": self.username, "Secret": self._secret.reveal()},
-            check=False,
-        )
+        try:
+            answer = await self.action(
+                {"Action": "Login", "Username": self.username, "Secret": self._secret.reveal()},
+                check=False,
+            )
+        except BaseException:
+            self.close()
+            raise
         if not _ok(answer):
             self.close()
             raise AmiError(f"AMI login as {self.username!r} refused: {_message(answer)}")

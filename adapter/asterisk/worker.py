@@ -22,6 +22,7 @@ from typing import Any
 from panoramisk.message import Message
 
 from adapter.asterisk.ami import AmiError, AmiSession, ChannelGone, first
+from adapter.asterisk.connection import tls_context
 from adapter.asterisk.settings import WorkerSettings
 from adapter.flow import AsyncTransferFlow, CallStart, Dial, DialResult, Hangup, Hold, Route, Step
 from adapter.flow.model import RouteKind
@@ -120,6 +121,7 @@ class AsteriskWorker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._stopping = asyncio.Event()
+        self._tls = tls_context(settings.ami)  # built (and warned about) once, at start-up
 
     # --- life cycle --------------------------------------------------------------------
 
@@ -163,9 +165,7 @@ class AsteriskWorker:
 
     async def _session(self, *, check_strictly: bool) -> None:
         ami = self.settings.ami
-        session = AmiSession(
-            ami.host, ami.port, ami.username, ami.secret, action_timeout=ami.action_timeout
-        )
+        session = AmiSession.for_settings(ami, self._tls)
         self.session = session
         await session.open({"UserEvent": self._on_user_event, "Hangup": self._on_hangup})
         log.info("logged in to AMI at %s:%d as %s", ami.host, ami.port, ami.username)

@@ -18,6 +18,9 @@ from urllib.parse import urlencode, urljoin, urlsplit
 import httpx
 from twilio.request_validator import RequestValidator
 
+from adapter.twilio.sids import new_call_sid
+
+SIMULATED_ACCOUNT_SID = "AC" + "0" * 32
 Answer = Literal["agent", "no-answer", "busy", "failed", "expired"]
 Ending = Literal["agent-completes", "caller-hangs-up"]
 
@@ -97,10 +100,12 @@ class TwilioSimulator:
         *,
         http: httpx.Client | None = None,
         voice_path: str = "/twilio/voice",
+        account_sid: str = SIMULATED_ACCOUNT_SID,
     ) -> None:
         self.app_url = app_url.rstrip("/")
         self.sandbox_url = sandbox_url.rstrip("/")
         self.voice_path = voice_path
+        self.account_sid = account_sid
         self._validator = RequestValidator(auth_token)
         self._http = http or httpx.Client(timeout=30)
 
@@ -113,7 +118,7 @@ class TwilioSimulator:
     def play(self, script: CallScript, call_sid: str | None = None) -> CallResult:
         """Play one call to its end and return what happened."""
         call = _Call(
-            CallResult(call_sid=call_sid or "CA" + uuid.uuid4().hex),
+            CallResult(call_sid=call_sid or new_call_sid()),
             list(script.legs),
             list(script.again),
         )
@@ -211,7 +216,7 @@ class TwilioSimulator:
         call.log("agent", f"GenerativeAgent answers (transfer {transfer_id})")
         dial = {
             "DialCallStatus": "completed",
-            "DialCallSid": "CA" + uuid.uuid4().hex,
+            "DialCallSid": new_call_sid(),
             "DialCallDuration": str(leg.talk_seconds),
             "DialBridged": "true",
         }
@@ -267,10 +272,9 @@ class TwilioSimulator:
         }
         return self._http.post(url, data=params, headers=headers)
 
-    @staticmethod
-    def _base_params(sid: str) -> dict[str, str]:
+    def _base_params(self, sid: str) -> dict[str, str]:
         return {
-            "AccountSid": "AC" + "0" * 32,
+            "AccountSid": self.account_sid,
             "ApiVersion": "2010-04-01",
             "CallSid": sid,
             "Direction": "inbound",

@@ -37,8 +37,13 @@ def as_int(value: object, default: int) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
+# Epoch seconds a date can be made of: 1970 up to the end of year 9999.
+_LATEST_EPOCH = 253_402_300_799.0
+
+
 def as_epoch(value: object, default: float) -> float:
-    """A finite number of epoch seconds, or ``default``."""
+    """Epoch seconds between 1970 and 9999 (a date can be printed), or ``default``."""
     if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
+        if 0.0 <= value <= _LATEST_EPOCH:
+            return float(value)
     return default

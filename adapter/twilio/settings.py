@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from adapter.config import EnvReader, Secret
 from adapter.genagent.countries import ISO_3166_ALPHA2
+from adapter.twilio.sids import is_account_sid
 
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 DEFAULT_FALLBACK_SAY = "Please hold while we connect you to an agent."
@@ -61,6 +62,7 @@ class TwilioSettings:
 
     auth_token: Secret
     agent_destination: Destination
+    account_sid: str | None = None
     public_base_url: str | None = None
     proxy_hops: int = 1
     country: str = "US"
@@ -91,6 +93,7 @@ class TwilioSettings:
         return cls(
             auth_token=token,
             agent_destination=destination,
+            account_sid=_account_sid(env),
             public_base_url=_optional_url(env, "PUBLIC_BASE_URL"),
             proxy_hops=env.integer("PROXY_HOPS", 1, minimum=0, maximum=5),
             country="US" if country_from_call else country_text,
@@ -117,6 +120,15 @@ def _destination(env: EnvReader) -> Destination:
     except ValueError as exc:
         env.problems.append(f"AGENT_DESTINATION {exc}")
         return Destination(DestinationKind.NUMBER, "")
+
+
+def _account_sid(env: EnvReader) -> str | None:
+    """TWILIO_ACCOUNT_SID, when set: webhooks from any other account are refused."""
+    value = env.text("TWILIO_ACCOUNT_SID")
+    if value is not None and not is_account_sid(value):
+        env.problems.append("TWILIO_ACCOUNT_SID must be AC followed by 32 hex digits")
+        return None
+    return value
 
 
 def _optional_url(env: EnvReader, name: str) -> str | None:

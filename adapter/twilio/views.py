@@ -20,10 +20,13 @@ from adapter.observe.call_events import count_fallback
 from adapter.observe.masking import mask_url, safe_id
 from adapter.store import StoreError
 from adapter.twilio.settings import TwilioSettings
+from adapter.twilio.sids import is_call_sid
 from adapter.twilio.signature import SignatureChecker
 from adapter.twilio.twiml import TwimlRenderer
 
 log = logging.getLogger("adapter.twilio")
+
+MAX_BODY_BYTES = 64 * 1024  # a webhook's form is a few KiB; more is not Twilio
 
 twilio = Blueprint("twilio", __name__, url_prefix="/twilio")
 
@@ -67,7 +70,14 @@ def classify_dial(form: MultiDict[str, str]) -> DialResult:
 
 
 @twilio.before_request
-def _check_signature() -> None:
+def _check_request() -> None:
+    """Every /twilio request, in this order: body size (413), X-Twilio-Signature (403),
+    CallSid's shape (400), AccountSid when TWILIO_ACCOUNT_SID is set (403)."""
+    body = request.get_data(cache=True)  # MAX_CONTENT_LENGTH: 413 for a longer Content-Length
+    chunked = request.content_length is None
+    if chunked and len(body) >= MAX_BODY_BYTES and request.environ["wsgi.input"].read(1):
+        abort(413)  # a chunked body is cut at the cap: one byte more means it was longer
+    path = safe_id(request.path)
     checker = front().signatures
     if not checker.is_valid(request):
         url = mask_url(checker.public_url(request))
@@ -80,13 +90,19 @@ def _check_signature() -> None:
             extra={"url": url, "status": 403},
         )
         abort(403)
+    call_sid = request.form.get("CallSid", "")
+    if not is_call_sid(call_sid):
+        log.warning("rejected a request to %s: malformed CallSid %r", path, safe_id(call_sid, 40))
+        abort(400, "CallSid must be CA followed by 32 hex digits")
+    expected = front().settings.account_sid
+    if expected is not None and request.form.get("AccountSid") != expected:
+        log.warning("rejected call %s to %s: AccountSid is not TWILIO_ACCOUNT_SID", call_sid, path)
+        abort(403)
 
 
 def _call_sid() -> str:
-    call_sid = request.form.get("CallSid", "")
-    if not call_sid:
-        abort(400, "CallSid is required")
-    return call_sid
+    """The request's CallSid, already checked by _check_request."""
+    return request.form["CallSid"]
 
 
 def _answer(call_sid: str, event: str, decide: Callable[[], Step]) -> Response:

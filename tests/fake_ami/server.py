@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
+import ssl
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -133,9 +134,11 @@ class FakeAsterisk:
         dial_timeout: float | None = None,
         default_outcome: DialOutcome = ANSWER_THEN_WAIT,
         dial_handler: DialHandler | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         """Timeouts left as None come from the dialplan globals (30 s, 30 s, 20 s);
-        ``login_failure_delay`` stands for Asterisk's 1 s pause before a failed Login."""
+        ``login_failure_delay`` stands for Asterisk's 1 s pause before a failed Login;
+        ``tls`` serves AMI over TLS, as Asterisk's ``tlsenable`` does."""
         self.config = PbxConfig(
             dialplan=dialplan or Dialplan.load([CORE_CONF, ROUTES_CONF], TEST_IVR_CONF),
             handoff_timeout=handoff_timeout,
@@ -148,7 +151,9 @@ class FakeAsterisk:
         self.pbx = Pbx(self.config, self._broadcast)
         self.accounts = accounts if accounts is not None else default_accounts()
         self.login_failure_delay = login_failure_delay
+        self.tls = tls
         self.port = 0
+        self.connections = 0  # accepted over the fake's whole life, restarts included
         self.actions: list[ReceivedAction] = []
         self.events: list[Message] = []
         self.sessions: list[Session] = []
@@ -163,7 +168,7 @@ class FakeAsterisk:
 
     async def start(self) -> FakeAsterisk:
         """Listen on 127.0.0.1: a free port the first time, the same port afterwards."""
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port, ssl=self.tls)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -184,6 +189,12 @@ class FakeAsterisk:
             transport = session.writer.transport
             if isinstance(transport, asyncio.Transport):
                 transport.abort()
+
+    async def go_away(self) -> None:
+        """Asterisk unreachable (a network outage): every connection reset, the port
+        refusing connections until :meth:`start` listens on it again; calls go on."""
+        self.drop_connections()
+        await self._close_listener()
 
     async def restart(
         self, *, down_for: float = 0.05, eof_after: float = 0.01, boot_delay: float = 0.0
@@ -276,6 +287,7 @@ class FakeAsterisk:
         task = asyncio.current_task()
         assert task is not None
         self._session_tasks.add(task)
+        self.connections += 1
         session = Session(next(self._session_ids), writer)
         self.sessions.append(session)
         writer.write(GREETING)

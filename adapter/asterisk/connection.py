@@ -1,0 +1,97 @@
+"""The one TCP (or TLS) connection of an AMI session, opened once and never reopened.
+
+panoramisk 1.4's Manager.connect() schedules ``connect`` again with ``call_later`` after
+every failed attempt and after every lost connection, from timers nobody holds: a
+Manager given up on after a failed connect keeps dialing Asterisk forever, and when
+Asterisk comes back each such loop connects again. Here a Manager never connects by itself:
+:func:`connect_once` makes the one attempt, and panoramisk's own paths are no-ops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections import deque
+
+from panoramisk import Manager
+from panoramisk.ami_protocol import AMIProtocol
+
+from adapter.asterisk.settings import AmiSettings
+
+log = logging.getLogger("adapter.asterisk")
+
+
+def tls_context(settings: AmiSettings) -> ssl.SSLContext | None:
+    """The client TLS context for AMI_TLS (None without it); warns when nothing is verified."""
+    if not settings.tls:
+        return None
+    context = ssl.create_default_context(cafile=settings.tls_ca_file)
+    if not settings.tls_verify:
+        log.warning(
+            "AMI_TLS_VERIFY=false: the AMI connection is encrypted but Asterisk's certificate "
+            "is not checked; anyone on the path can pose as Asterisk"
+        )
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class OneShotManager(Manager):  # type: ignore[misc]
+    """A panoramisk Manager that never connects or reconnects by itself."""
+
+    def connect(self, *_args: object, **_kwargs: object) -> None:
+        """panoramisk's connect, and every timer it sets to call it again: a no-op."""
+        log.debug("ignored a connect attempt from panoramisk")
+
+    def connection_made(self, _future: object) -> None:
+        """Only reached through panoramisk's own connect, which never runs."""
+
+    def attach(self, protocol: AMIProtocol) -> None:
+        """Adopt a freshly connected protocol, as panoramisk would, minus Login and pinger."""
+        self._connected = True
+        self.protocol = protocol
+        protocol.queue = deque()
+        protocol.factory = self
+        protocol.log = self.log
+        protocol.config = self.config
+        protocol.encoding = self.encoding = self.config["encoding"]
+        self.responses = protocol.responses = {}
+
+    def connection_lost(self, exc: object) -> None:
+        self._connected = False
+        pinger: asyncio.TimerHandle | None = getattr(self, "pinger", None)
+        if pinger is not None:
+            pinger.cancel()
+        self.pinger = None
+        self.loop.call_soon(self.on_disconnect, self, exc)
+
+
+class _Protocol(AMIProtocol):  # type: ignore[misc]
+    """AMIProtocol wired to its manager as soon as TCP connects, before any byte arrives."""
+
+    def __init__(self, manager: OneShotManager) -> None:
+        super().__init__()
+        self._manager = manager
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._manager.attach(self)
+
+
+async def connect_once(
+    manager: OneShotManager, host: str, port: int, tls: ssl.SSLContext | None, timeout: float
+) -> None:
+    """One connection attempt under ``timeout``; OSError or TimeoutError if it fails, and
+    then nothing is left open and nothing will try again."""
+    loop = asyncio.get_running_loop()
+    await asyncio.wait_for(
+        loop.create_connection(
+            lambda: _Protocol(manager),
+            host,
+            port,
+            ssl=tls,
+            server_hostname=host if tls is not None else None,
+        ),
+        timeout,
+    )
