@@ -103,7 +103,7 @@ class AsteriskWorker:
 
     async def run(self) -> None:
         """Connect, check, resynchronise, process; reconnect with backoff until stopped."""
-        store = self._store or open_store(self.settings.store_url)
+        store = self._store or open_store(self.settings.store_url, self.settings.store_options)
         client = self._client or AsyncGenAgentClient(self.settings.genagent)
         self.flow = AsyncTransferFlow(client, store, self.settings.flow, self.settings.router)
         delay = 0.5
