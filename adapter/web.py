@@ -24,6 +24,7 @@ from adapter.store import (
     open_store,
     read_store_url,
 )
+from adapter.store.shared_limit import shared_limit_for
 from adapter.twilio.settings import TwilioSettings
 from adapter.twilio.views import TwilioFront, twilio
 
@@ -72,7 +73,10 @@ def create_app(
             app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops
         )
     store = store or open_store(settings.store_url, settings.store_options)
-    client = client or GenAgentClient(settings.genagent)
+    client = client or GenAgentClient(
+        settings.genagent,
+        shared_limit=shared_limit_for(store, settings.genagent.max_requests_per_second),
+    )
     flow = TransferFlow(client, store, settings.flow, settings.router)
     app.extensions["genagent_flow"] = flow
     app.extensions["genagent_twilio"] = TwilioFront(settings.twilio, flow)

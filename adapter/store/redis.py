@@ -119,6 +119,11 @@ class RedisCallStore(CallStore):
     def __repr__(self) -> str:
         return f"RedisCallStore(prefix={self.prefix!r})"
 
+    @property
+    def client(self) -> redis.Redis:
+        """The pooled client, for other state the deployment shares (the API rate limit)."""
+        return self._redis
+
     def get(self, call_id: str) -> Stored | None:
         check_id(call_id)
         with self._use():
