@@ -46,12 +46,13 @@ class WebSettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> WebSettings:
         """Read and check every variable; ConfigError lists all problems at once."""
         reader = EnvReader(env)
+        flow = FlowPolicy.read(reader)
         settings = cls(
             genagent=GenAgentSettings.read(reader),
             twilio=TwilioSettings.read(reader),
-            flow=FlowPolicy.read(reader),
+            flow=flow,
             store_url=read_store_url(reader),
-            store_options=StoreOptions.read(reader),
+            store_options=StoreOptions.read(reader, flow.retention_hours),
             router=read_router(reader),
         )
         reader.check()

@@ -60,14 +60,15 @@ class WorkerSettings:
             reader.problems.append(
                 f"TRANSFER_COUNTRY must be an ISO 3166 alpha-2 code, got {country!r}"
             )
+        flow = FlowPolicy.read(reader)
         settings = cls(
             ami=AmiSettings.read(reader),
             genagent=GenAgentSettings.read(reader),
-            flow=FlowPolicy.read(reader),
+            flow=flow,
             country=country,
             task_name=reader.text("GA_TASK_NAME"),
             store_url=read_store_url(reader),
-            store_options=StoreOptions.read(reader),
+            store_options=StoreOptions.read(reader, flow.retention_hours),
             router=read_router(reader),
         )
         reader.check()
