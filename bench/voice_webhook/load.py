@@ -141,6 +141,7 @@ class Phase:
     wrk: WrkResult
     app_cpu_ms: float  # app workers' CPU per answered request
     sandbox_cpu_ms: float
+    store_cpu_ms: float  # the store's own server (redis-server); 0 for SQLite, in the app
     wrk_cpu_ms: float
     busy_pct: float  # the whole machine, both cores = 100 %
     steal_pct: float
@@ -161,6 +162,7 @@ class Bench:
     tmp: Path
     sandbox: Server
     apps: dict[str, Server]
+    store_pids: list[int] = field(default_factory=list)  # a store server of the run's own
     run_tag: str = field(default_factory=lambda: secrets.token_hex(4))
     phase_no: int = 0
     history: list[Phase] = field(default_factory=list)  # every phase, warm-ups included
@@ -195,7 +197,7 @@ class Bench:
         pids: list[int] = []
         for server in (self.sandbox, *self.apps.values()):
             pids += [server.proc.pid, *server.workers()]
-        return pids
+        return pids + self.store_pids
 
     def sandbox_reset(self) -> None:
         self.http.post(f"{self.sandbox.base_url}/sandbox/reset").raise_for_status()
@@ -216,6 +218,7 @@ class Bench:
         app_pids, sandbox_pids = server.workers(), self.sandbox.workers()
         ours = self.our_pids()
         app0, sandbox0, ours0 = cpu_seconds(app_pids), cpu_seconds(sandbox_pids), cpu_seconds(ours)
+        store0 = cpu_seconds(self.store_pids)
         machine0 = MachineCpu.read()
         children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         driver0 = time.process_time()
@@ -233,6 +236,7 @@ class Bench:
         children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         machine1 = MachineCpu.read()
         app1, sandbox1, ours1 = cpu_seconds(app_pids), cpu_seconds(sandbox_pids), cpu_seconds(ours)
+        store1 = cpu_seconds(self.store_pids)
         transfers, free = self.sandbox_counts()
         ticks = max(1, machine1.total - machine0.total)
         per_request = 1000 / max(1, result.requests)
@@ -245,6 +249,7 @@ class Bench:
             wrk=result,
             app_cpu_ms=(app1 - app0) * per_request,
             sandbox_cpu_ms=(sandbox1 - sandbox0) * per_request,
+            store_cpu_ms=(store1 - store0) * per_request,
             wrk_cpu_ms=wrk_cpu * per_request,
             busy_pct=100 * (machine1.busy - machine0.busy) / ticks,
             steal_pct=100 * (machine1.steal - machine0.steal) / ticks,
@@ -264,6 +269,7 @@ class Bench:
             f"  {label:>8} {name:<8} {result.rps:8.1f} req/s  p50 {result.p50_ms:6.1f} ms"
             f"  p99 {result.p99_ms:6.1f} ms  errors {result.describe_errors()}"
             f"  app {phase.app_cpu_ms:.2f} ms CPU/req  sandbox {phase.sandbox_cpu_ms:.2f}"
+            f"  store {phase.store_cpu_ms:.2f}"
             f"  busy {phase.busy_pct:.0f}% (others {phase.others_pct:.0f}%,"
             f" steal {phase.steal_pct:.0f}%)"
             f"  creates/req {phase.creates_per_request:.3f}  free numbers {free}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import secrets
 import shutil
 import signal
 import sys
@@ -18,13 +19,17 @@ from bench.voice_webhook.processes import (
     raise_interrupt,
     server_env,
     start_gunicorn,
+    start_redis,
     wait_ready,
 )
 from bench.voice_webhook.report import judge, report
-from bench.voice_webhook.stores import fsync_probe, inspect_store
+from bench.voice_webhook.stores import fsync_probe, inspect_redis, inspect_store, redis_commands
 from bench.voice_webhook.webhooks import AUTH_TOKEN
 
-RESULTS_FILE = REPO / "bench" / "results" / "twilio_webhook.md"
+RESULTS_FILES = {
+    "sqlite": REPO / "bench" / "results" / "twilio_webhook.md",
+    "redis": REPO / "bench" / "results" / "twilio_webhook_redis.md",
+}
 GA_API_ID = "bench-api-id"
 GA_API_SECRET = "bench-api-secret"
 AGENT_DESTINATION = "+15550100"
@@ -62,7 +67,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="longest wait before a phase for other processes to leave the CPU (120)",
     )
     add("--fsync-probe", type=int, default=4, help="seconds of the strace probe, 0: none (4)")
-    add("--results", type=Path, default=RESULTS_FILE, help="where to write the Markdown")
+    add(
+        "--store",
+        choices=("sqlite", "redis"),
+        default="sqlite",
+        help="the adapter's store: SQLite in a temporary file, or a private redis-server (sqlite)",
+    )
+    add("--results", type=Path, help="where to write the Markdown (bench/results/...)")
     add("--keep", action="store_true", help="keep the temporary directory (logs, store)")
     args = parser.parse_args(argv)
     if min(args.duration, args.rounds, args.connections, args.wrk_threads) < 1:
@@ -72,6 +83,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.expire_seconds <= 10:
         # The adapter's policy: 5 s of margin plus 5 s of ringing at least, or a new transfer.
         parser.error("--expire-seconds must be above 10, or the adapter never dials")
+    args.results = args.results or RESULTS_FILES[args.store]
     return args
 
 
@@ -85,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="genagent-bench-"))
     procs = Processes()
     store_path = tmp / "calls.sqlite3"
+    store_env = {"STORE_URL": f"sqlite:///{store_path}"}
+    redis_prefix = f"bench-{secrets.token_hex(4)}:"
     app_args = [
         "-k",
         "gthread",
@@ -103,6 +117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     sandbox_args += app_args[6:]
     try:
         print(f"temporary directory {tmp}", flush=True)
+        store_server = None
+        if args.store == "redis":
+            store_server = start_redis(procs, tmp)
+            store_env = {"STORE_URL": store_server.url, "STORE_KEY_PREFIX": redis_prefix}
         sandbox = start_gunicorn(
             procs,
             "sandbox",
@@ -142,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     {
                         **common,
                         "GA_API_MAX_RPS": "10000",
-                        "STORE_URL": f"sqlite:///{store_path}",
+                        **store_env,
                         "AGENT_DESTINATION": AGENT_DESTINATION,
                         "PROXY_HOPS": "0",
                         "LOG_LEVEL": "WARNING",
@@ -154,6 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for server in (sandbox, *apps.values()):
             wait_ready(server)
         bench = Bench(args, tmp, sandbox, apps)
+        if store_server is not None:
+            bench.store_pids = [store_server.proc.pid]
         print(
             f"sandbox :{sandbox.port}, baseline :{apps['baseline'].port}, "
             f"adapter :{apps['adapter'].port}; {args.rounds} rounds x {args.duration} s, "
@@ -166,10 +186,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         for round_no in range(1, args.rounds + 1):
             for name in ("baseline", "adapter"):
                 phases.append(bench.run_phase(str(round_no), name, args.duration))
-        store = inspect_store(store_path)
-        store.adapter_transfers = sum(p.transfers for p in bench.history if p.server == "adapter")
-        if args.fsync_probe > 0:
-            store.fsync_note = fsync_probe(bench, args.fsync_probe)
+        adapter_history = [p for p in bench.history if p.server == "adapter"]
+        if store_server is None:
+            store = inspect_store(store_path)
+            if args.fsync_probe > 0:
+                store.fsync_note = fsync_probe(bench, args.fsync_probe)
+        else:
+            answered = sum(p.wrk.requests for p in adapter_history)
+            commands = redis_commands(store_server.url)
+            store = inspect_redis(store_server.url, redis_prefix, commands, answered)
+            store.fsync_note = "not run (Redis without persistence writes no file)"
+        store.adapter_transfers = sum(p.transfers for p in adapter_history)
         verdict = judge(phases)
         text = report(args, phases, verdict, store, app_args, sandbox_args)
         print()

@@ -213,3 +213,33 @@ def server_env(extra: dict[str, str]) -> dict[str, str]:
 
 def raise_interrupt(signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+@dataclass
+class RedisProcess:
+    """A private redis-server of the run."""
+
+    proc: subprocess.Popen[bytes]
+    url: str
+
+
+def start_redis(procs: Processes, tmp: Path) -> RedisProcess:
+    """A redis-server on a free port of 127.0.0.1, without persistence; waits for PING."""
+    import redis  # only the Redis runs need it
+
+    port = free_port()
+    cmd = ["redis-server", "--port", str(port), "--bind", HOST, "--save", ""]
+    cmd += ["--appendonly", "no", "--dir", str(tmp)]
+    with (tmp / "redis.log").open("wb") as log:
+        proc = procs.add(spawn(cmd, env=None, log=log))
+    url = f"redis://{HOST}:{port}/0"
+    deadline = time.monotonic() + 30
+    with redis.Redis.from_url(url, socket_connect_timeout=1) as client:
+        while True:
+            try:
+                client.ping()
+                return RedisProcess(proc, url)
+            except redis.ConnectionError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise BenchError("redis-server did not start; see redis.log") from None
+                time.sleep(0.1)

@@ -47,15 +47,16 @@ def wrk_version() -> str:
 def table(phases: Sequence[Phase]) -> list[str]:
     rows = [
         "| round | server | req/s | p50 ms | p90 ms | p99 ms | errors "
-        "| GA creates/req | app CPU ms/req | sandbox CPU ms/req | CPU busy % (others) |",
-        "| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
+        "| GA creates/req | app CPU ms/req | store CPU ms/req | sandbox CPU ms/req "
+        "| CPU busy % (others) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for p in phases:
         w = p.wrk
         rows.append(
             f"| {p.label} | {p.server} | {w.rps:.0f} | {w.p50_ms:.1f} | {w.p90_ms:.1f} "
             f"| {w.p99_ms:.1f} | {w.describe_errors()} | {p.creates_per_request:.3f} "
-            f"| {p.app_cpu_ms:.2f} | {p.sandbox_cpu_ms:.2f} "
+            f"| {p.app_cpu_ms:.2f} | {p.store_cpu_ms:.2f} | {p.sandbox_cpu_ms:.2f} "
             f"| {p.busy_pct:.0f} ({p.others_pct:.0f}) |"
         )
     for name in ("baseline", "adapter"):
@@ -68,6 +69,7 @@ def table(phases: Sequence[Phase]) -> list[str]:
             f"| **{median(p.wrk.p99_ms for p in mine):.1f}** | {errors} (total) "
             f"| {median(p.creates_per_request for p in mine):.3f} "
             f"| {median(p.app_cpu_ms for p in mine):.2f} "
+            f"| {median(p.store_cpu_ms for p in mine):.2f} "
             f"| {median(p.sandbox_cpu_ms for p in mine):.2f} "
             f"| {median(p.busy_pct for p in mine):.0f} ({median(p.others_pct for p in mine):.0f}) |"
         )
@@ -138,15 +140,15 @@ def report(
     )
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
-        "## Voice webhook: adapter vs a minimal handler",
+        f"## Voice webhook: adapter ({args.store} store) vs a minimal handler",
         "",
         f"Run {now} on {machine_description()}; Linux {platform.release()}, "
         f"Python {platform.python_version()}, gunicorn {version_of('gunicorn')}, "
         f"Flask {version_of('flask')}, httpx {version_of('httpx')}, {wrk_version()}.",
         "",
         f"- Both apps: `gunicorn {' '.join(app_args)}` on 127.0.0.1, both up for the whole "
-        "run, loaded one at a time. Adapter: `adapter.web:create_app()`, SQLite store in a "
-        "fresh temporary file, `GA_API_MAX_RPS=10000`, `PROXY_HOPS=0`. Baseline: "
+        f"run, loaded one at a time. Adapter: `adapter.web:create_app()`, {store.kind}, "
+        "`GA_API_MAX_RPS=10000`, `PROXY_HOPS=0`. Baseline: "
         "`bench/baseline_app.py` (signature check, one create over a pooled httpx client, "
         "the Dial; no store).",
         f"- Sandbox: `gunicorn {' '.join(sandbox_args)}`, pool {POOL_SIZE} numbers, expiry "
@@ -155,10 +157,10 @@ def report(
         "--timeout 10s --latency`, Twilio-signed voice webhooks, a fresh CallSid each; "
         f"{args.warmup} s warm-up of each, then {args.rounds} rounds alternating baseline "
         "and adapter. Errors = socket errors + non-2xx + 2xx without a `<Number>` of the "
-        "sandbox. CPU ms/req: user + system CPU of the loaded app's workers (of the sandbox) "
-        "per answered webhook; GA creates/req: transfers the sandbox created per answered "
-        "webhook; CPU busy: the whole machine (100 = every core), others: the part used by "
-        "processes the benchmark did not start.",
+        "sandbox. CPU ms/req: user + system CPU of the loaded app's workers (of the store's "
+        "server, of the sandbox) per answered webhook; GA creates/req: transfers the sandbox "
+        "created per answered webhook; CPU busy: the whole machine (100 = every core), "
+        "others: the part used by processes the benchmark did not start.",
         "",
         *table(phases),
         "",
@@ -171,13 +173,7 @@ def report(
         "",
         f"The adapter costs {cpu_extra:+.2f} ms of app CPU per webhook over the baseline "
         "(medians).",
-        f"Adapter store (read back from the file): journal_mode={store.journal_mode} "
-        f"(header bytes 18-19 say WAL: {'yes' if store.header_wal else 'NO'}), "
-        f"synchronous={store.synchronous} on a connection opened by the adapter's store, "
-        f"wal_autocheckpoint={store.wal_autocheckpoint} pages; {store.records} call records "
-        f"({store.dialed_records} answered with a Dial; the sandbox had created "
-        f"{store.adapter_transfers} adapter transfers when the phases ended, requests then in "
-        f"flight add a few). fsync probe: {store.fsync_note}.",
+        store.summary(),
         f"Sandbox numbers free at the end of a phase: {min(p.free_numbers for p in phases)} "
         f"of {POOL_SIZE} at the lowest.",
     ]

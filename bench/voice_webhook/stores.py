@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -12,20 +13,30 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import redis
+
 from bench.voice_webhook.load import Bench
 from bench.voice_webhook.processes import spawn, stop
 
 
 @dataclass
 class StoreReport:
-    header_wal: bool
-    journal_mode: str
-    synchronous: str
-    wal_autocheckpoint: int
+    """What the store held at the end, and how it was set up, in one sentence."""
+
+    kind: str  # the words the report uses: "SQLite store in a fresh temporary file"
+    settings: str
     records: int
     dialed_records: int
     adapter_transfers: int = 0  # transfers the sandbox created while the adapter was loaded
     fsync_note: str = "not measured"
+
+    def summary(self) -> str:
+        return (
+            f"Adapter store: {self.settings}; {self.records} call records "
+            f"({self.dialed_records} answered with a Dial; the sandbox had created "
+            f"{self.adapter_transfers} adapter transfers when the phases ended, requests then "
+            f"in flight add a few). fsync probe: {self.fsync_note}."
+        )
 
 
 SYNCHRONOUS_NAMES = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
@@ -56,13 +67,46 @@ def inspect_store(path: Path) -> StoreReport:
             (autocheckpoint,) = conn.execute("PRAGMA wal_autocheckpoint").fetchone()
     finally:
         store.close()
+    synchronous = f"{SYNCHRONOUS_NAMES.get(int(sync_level), '?')} ({sync_level})"
     return StoreReport(
-        header_wal=header_wal,
-        journal_mode=str(journal_mode),
-        synchronous=f"{SYNCHRONOUS_NAMES.get(int(sync_level), '?')} ({sync_level})",
-        wal_autocheckpoint=int(autocheckpoint),
+        kind="SQLite store in a fresh temporary file",
+        settings=(
+            f"read back from the file, journal_mode={journal_mode} (header bytes 18-19 say "
+            f"WAL: {'yes' if header_wal else 'NO'}), synchronous={synchronous} on a connection "
+            f"opened by the adapter's store, wal_autocheckpoint={autocheckpoint} pages"
+        ),
         records=int(records),
         dialed_records=int(dialed or 0),
+    )
+
+
+def redis_commands(url: str) -> int:
+    """Commands the Redis server has processed since it started."""
+    with redis.Redis.from_url(url) as client:
+        return int(client.info("stats")["total_commands_processed"])
+
+
+def inspect_redis(url: str, prefix: str, commands: int, answered: int) -> StoreReport:
+    """Count the adapter's records in Redis; ``commands`` were processed for ``answered``
+    adapter webhooks (warm-ups included)."""
+    records = dialed = 0
+    with redis.Redis.from_url(url, decode_responses=True) as client:
+        version = client.info("server")["redis_version"]
+        memory = client.info("memory")["used_memory_human"]
+        for key in client.scan_iter(f"{prefix}call:*", count=1000):
+            records += 1
+            data = json.loads(client.hget(key, "d") or "{}")
+            dialed += data.get("steps", {}).get("start", {}).get("step") == "dial"
+    return StoreReport(
+        kind="Redis store (a private redis-server on 127.0.0.1, no persistence)",
+        settings=(
+            f"redis-server {version}, `--save '' --appendonly no`, {memory} used at the end; "
+            f"{commands} commands (those run inside Lua scripts included) for {answered} adapter "
+            f"webhooks answered "
+            f"({commands / max(1, answered):.1f} per webhook, rate-limit window included)"
+        ),
+        records=records,
+        dialed_records=dialed,
     )
 
 
