@@ -38,7 +38,7 @@ class WebSettings:
     genagent: GenAgentSettings
     twilio: TwilioSettings
     flow: FlowPolicy
-    store_url: str = DEFAULT_STORE_URL
+    store_url: str = field(default=DEFAULT_STORE_URL, repr=False)  # may hold a password
     store_options: StoreOptions = field(default_factory=StoreOptions)
     router: Router = default_router
 

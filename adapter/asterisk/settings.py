@@ -47,7 +47,7 @@ class WorkerSettings:
     flow: FlowPolicy
     country: str = "US"
     task_name: str | None = None
-    store_url: str = DEFAULT_STORE_URL
+    store_url: str = field(default=DEFAULT_STORE_URL, repr=False)  # may hold a password
     store_options: StoreOptions = field(default_factory=StoreOptions)
     router: Router = default_router
 
