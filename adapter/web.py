@@ -21,7 +21,14 @@ from adapter.genagent import GenAgentClient
 from adapter.observe import endpoints
 from adapter.observe.logging import configure_logging
 from adapter.observe.settings import ObserveSettings
-from adapter.store import DEFAULT_STORE_URL, CallStore, open_store
+from adapter.store import (
+    DEFAULT_STORE_URL,
+    CallStore,
+    StoreOptions,
+    open_store,
+    read_store_url,
+)
+from adapter.store.shared_limit import shared_limit_for
 from adapter.twilio.settings import TwilioSettings
 from adapter.twilio.views import MAX_BODY_BYTES, TwilioFront, twilio
 
@@ -35,7 +42,8 @@ class WebSettings:
     genagent: GenAgentSettings
     twilio: TwilioSettings
     flow: FlowPolicy
-    store_url: str = DEFAULT_STORE_URL
+    store_url: str = field(default=DEFAULT_STORE_URL, repr=False)  # may hold a password
+    store_options: StoreOptions = field(default_factory=StoreOptions)
     router: Router = default_router
     dashboard_token: Secret | None = None  # DASHBOARD_TOKEN: /dashboard and /calls
     observe: ObserveSettings = field(default_factory=ObserveSettings)
@@ -44,11 +52,13 @@ class WebSettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> WebSettings:
         """Read and check every variable; ConfigError lists all problems at once."""
         reader = EnvReader(env)
+        flow = FlowPolicy.read(reader)
         settings = cls(
             genagent=GenAgentSettings.read(reader),
             twilio=TwilioSettings.read(reader),
-            flow=FlowPolicy.read(reader),
-            store_url=reader.text("STORE_URL", DEFAULT_STORE_URL) or DEFAULT_STORE_URL,
+            flow=flow,
+            store_url=read_store_url(reader),
+            store_options=StoreOptions.read(reader, flow.retention_hours),
             router=read_router(reader),
             dashboard_token=read_dashboard_token(reader),
             observe=ObserveSettings.read(reader),
@@ -76,8 +86,11 @@ def create_app(
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops
         )
-    store = store or open_store(settings.store_url)
-    client = client or GenAgentClient(settings.genagent)
+    store = store or open_store(settings.store_url, settings.store_options)
+    client = client or GenAgentClient(
+        settings.genagent,
+        shared_limit=shared_limit_for(store, settings.genagent.max_requests_per_second),
+    )
     flow = TransferFlow(client, store, settings.flow, settings.router)
     app.extensions["genagent_flow"] = flow
     app.extensions["genagent_twilio"] = TwilioFront(settings.twilio, flow)

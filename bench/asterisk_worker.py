@@ -76,24 +76,23 @@ import httpx
 if __package__ in (None, ""):  # run as a script: make ``bench`` and ``tests`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.twilio_webhook import (
+from bench.voice_webhook.processes import (
     CLOCK_TICKS,
     HOST,
     REPO,
     MachineCpu,
     Processes,
     Server,
-    _raise_interrupt,
     cpu_seconds,
     free_port,
-    machine_description,
+    raise_interrupt,
     server_env,
     spawn,
     start_gunicorn,
     stop,
-    version_of,
     wait_ready,
 )
+from bench.voice_webhook.report import machine_description, version_of
 
 RESULTS_FILE = REPO / "bench" / "results" / "asterisk_worker.md"
 GA_API_ID = "bench-api-id"
@@ -969,7 +968,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _raise_interrupt)
+        signal.signal(sig, raise_interrupt)
     tmp = Path(tempfile.mkdtemp(prefix="genagent-bench-ami-"))
     procs = Processes()
     control: Control | None = None

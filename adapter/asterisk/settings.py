@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from adapter.config import EnvReader, GenAgentSettings, Secret
 from adapter.flow import FlowPolicy, Router
 from adapter.flow.routing import default_router, read_router
 from adapter.genagent.countries import ISO_3166_ALPHA2
-from adapter.store import DEFAULT_STORE_URL
+from adapter.store import DEFAULT_STORE_URL, StoreOptions, read_store_url
 
 # The secret asterisk_conf/manager_genagent.conf ships with: never a real one.
 PLACEHOLDER_SECRET = "CHANGE-ME-to-a-long-random-secret"  # noqa: S105
@@ -81,7 +81,8 @@ class WorkerSettings:
     flow: FlowPolicy
     country: str = "US"
     task_name: str | None = None
-    store_url: str = DEFAULT_STORE_URL
+    store_url: str = field(default=DEFAULT_STORE_URL, repr=False)  # may hold a password
+    store_options: StoreOptions = field(default_factory=StoreOptions)
     router: Router = default_router
 
     @classmethod
@@ -93,13 +94,15 @@ class WorkerSettings:
             reader.problems.append(
                 f"TRANSFER_COUNTRY must be an ISO 3166 alpha-2 code, got {country!r}"
             )
+        flow = FlowPolicy.read(reader)
         settings = cls(
             ami=AmiSettings.read(reader),
             genagent=GenAgentSettings.read(reader),
-            flow=FlowPolicy.read(reader),
+            flow=flow,
             country=country,
             task_name=reader.text("GA_TASK_NAME"),
-            store_url=reader.text("STORE_URL", DEFAULT_STORE_URL) or DEFAULT_STORE_URL,
+            store_url=read_store_url(reader),
+            store_options=StoreOptions.read(reader, flow.retention_hours),
             router=read_router(reader),
         )
         reader.check()

@@ -31,6 +31,7 @@ from adapter.genagent.values import variable_value
 from adapter.observe.call_events import count_fallback
 from adapter.observe.metrics import AMI_EVENT_ACTION
 from adapter.store import CallStore, StoreError, open_store
+from adapter.store.shared_limit import shared_limit_for
 
 log = logging.getLogger("adapter.asterisk")
 
@@ -127,8 +128,11 @@ class AsteriskWorker:
 
     async def run(self) -> None:
         """Connect, check, resynchronise, process; reconnect with backoff until stopped."""
-        store = self._store or open_store(self.settings.store_url)
-        client = self._client or AsyncGenAgentClient(self.settings.genagent)
+        store = self._store or open_store(self.settings.store_url, self.settings.store_options)
+        client = self._client or AsyncGenAgentClient(
+            self.settings.genagent,
+            shared_limit=shared_limit_for(store, self.settings.genagent.max_requests_per_second),
+        )
         self.flow = AsyncTransferFlow(client, store, self.settings.flow, self.settings.router)
         delay = 0.5
         first_session = True

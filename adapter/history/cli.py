@@ -14,14 +14,14 @@ from adapter.config import EnvReader
 from adapter.history.listing import MAX_LIMIT, OUTCOMES, CallQuery, list_calls, show_call
 from adapter.history.render import call_lines, story_lines
 from adapter.history.since import parse_since
-from adapter.store import DEFAULT_STORE_URL, StoreError, open_store
+from adapter.store import CallStore, StoreError, StoreOptions, open_store, read_store_url
 
 
 def add_calls_command(commands: Any, parents: Sequence[argparse.ArgumentParser] = ()) -> None:
     """Register ``calls`` (and ``calls show CALL_ID``) on the CLI's sub-parsers."""
     calls = commands.add_parser(
         "calls",
-        help="list recent calls, or show one call's timeline (reads $STORE_URL)",
+        help="list recent calls, or show one call's timeline (reads $STORE_URL or $REDIS_URL)",
         parents=list(parents),
     )
     calls.add_argument("--outcome", choices=OUTCOMES, help="only calls that ended so")
@@ -58,7 +58,7 @@ def _print_list(args: argparse.Namespace) -> int:
     now = time.time()
     since = parse_since(args.since, now) if args.since else None
     query = CallQuery(limit=args.limit, since=since, outcome=args.outcome)
-    with open_store(_store_url()) as store:
+    with _open() as store:
         history = list_calls(store, query, now)
     if args.json:
         _print_json(history)
@@ -68,7 +68,7 @@ def _print_list(args: argparse.Namespace) -> int:
 
 
 def _print_story(args: argparse.Namespace) -> int:
-    with open_store(_store_url()) as store:
+    with _open() as store:
         call = show_call(store, args.call_id, time.time())
     if call is None:
         print(f"genagent-adapter: no call {args.call_id[:128]!r} in the store", file=sys.stderr)
@@ -80,14 +80,18 @@ def _print_story(args: argparse.Namespace) -> int:
     return 0
 
 
-def _store_url() -> str:
-    url = EnvReader().text("STORE_URL", DEFAULT_STORE_URL) or DEFAULT_STORE_URL
+def _open() -> CallStore:
+    """The store the app uses (STORE_URL or REDIS_URL, STORE_KEY_PREFIX, STORE_TLS_VERIFY)."""
+    env = EnvReader()
+    url = read_store_url(env)
+    options = StoreOptions.read(env)
+    env.check()
     # Opening a SQLite URL creates the file: a mistyped path would show an empty history.
     scheme, _, rest = url.partition("://")
     path = rest[1:] if scheme.lower() == "sqlite" and rest.startswith("/") else ""
     if path and not os.path.exists(path):
         raise StoreError(f"no call store at {os.path.abspath(path)} (STORE_URL)")
-    return url
+    return open_store(url, options)
 
 
 def _print_json(value: object) -> None:

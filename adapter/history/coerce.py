@@ -43,7 +43,8 @@ _LATEST_EPOCH = 253_402_300_799.0
 
 def as_epoch(value: object, default: float) -> float:
     """Epoch seconds between 1970 and 9999 (a date can be printed), or ``default``."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        if 0.0 <= value <= _LATEST_EPOCH:
-            return float(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return default
+    if math.isfinite(value) and 0.0 <= value <= _LATEST_EPOCH:
+        return float(value)
     return default

@@ -18,7 +18,7 @@ from adapter.observe.logging import LoggingSettings
 from adapter.observe.masking import mask_url
 from adapter.observe.readiness import probe_credentials, probe_store
 from adapter.observe.settings import ObserveSettings
-from adapter.store import DEFAULT_STORE_URL, open_store
+from adapter.store import StoreOptions, open_store, read_store_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,9 +42,9 @@ def _settings(name: str, read: Callable[[], object]) -> Line:
     return Line("PASS", name, "valid")
 
 
-def _store(url: str) -> Line:
+def _store(url: str, options: StoreOptions) -> Line:
     try:
-        store = open_store(url)
+        store = open_store(url, options)
     except Exception as exc:  # a bad URL or an unreachable store: say which
         return Line("FAIL", "call store", f"cannot open {mask_url(url)}: {exc}")
     try:
@@ -120,8 +120,9 @@ def run_checks(env: Mapping[str, str], out: TextIO) -> int:
 
 
 def _store_and_api(env: Mapping[str, str]) -> list[Line]:
-    url = EnvReader(env).text("STORE_URL") or DEFAULT_STORE_URL
-    return [_store(url), _api(GenAgentSettings.from_env(env))]
+    reader = EnvReader(env)
+    url, options = read_store_url(reader), StoreOptions.read(reader)
+    return [_store(url, options), _api(GenAgentSettings.from_env(env))]
 
 
 def _asterisk_or_skip(env: Mapping[str, str]) -> list[Line]:
