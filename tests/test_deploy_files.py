@@ -25,7 +25,7 @@ from tests.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 # Read by the Procfile's shell line and by the logging set-up, not by a settings reader.
-PROCESS_VARIABLES = {"WEB_CONCURRENCY", "WEB_THREADS", "LOG_LEVEL"}
+PROCESS_VARIABLES = {"WEB_CONCURRENCY", "WEB_THREADS", "LOG_LEVEL", "LOG_FORMAT"}
 # Set by the Redis add-on (attached "as" REDIS), not by the operator.
 ADDON_VARIABLES = {"REDIS_URL"}
 REQUIRED_BY_THE_WEB_APP = {"GA_API_ID", "GA_API_SECRET", "TWILIO_AUTH_TOKEN", "AGENT_DESTINATION"}

@@ -12,12 +12,14 @@ import pytest
 
 from adapter.sandbox import SandboxServer
 from adapter.store import StoreOptions
+from adapter.twilio.sids import new_call_sid
 from tests.redis_server import RedisServer
 from tests.twilio_stack import AGENT, Stack, call_params, start_stack, stop_stack
 
 # Twilio gives up on a webhook after 15 s and plays its "application error": the answer
 # must come well before that.
 TWILIO_WEBHOOK_TIMEOUT = 15.0
+OUTAGE, AFTER, NO_STORE, HUNG = (new_call_sid() for _ in range(4))
 
 
 @pytest.fixture
@@ -42,7 +44,7 @@ def test_redis_down_mid_call_sends_the_caller_to_the_fallback_then_recovers(
     redis_stack: Stack, redis_server: RedisServer
 ):
     stack = redis_stack
-    handoff = stack.post("/twilio/voice", call_params("CA-outage"))
+    handoff = stack.post("/twilio/voice", call_params(OUTAGE))
     document = ET.fromstring(handoff.content)
     number = dialed_number(document)
     assert number.startswith("+1999555")  # GenerativeAgent's transfer number
@@ -51,23 +53,23 @@ def test_redis_down_mid_call_sends_the_caller_to_the_fallback_then_recovers(
     redis_server.stop()
     result = stack.post(
         action.removeprefix(stack.web.url),
-        call_params("CA-outage", CallStatus="in-progress", DialCallStatus="no-answer"),
+        call_params(OUTAGE, CallStatus="in-progress", DialCallStatus="no-answer"),
     )
     assert result.status_code == 200
     assert dialed_number(ET.fromstring(result.content)) == AGENT  # the fallback agent
 
     redis_server.start()  # empty: no persistence, as after a managed Redis failover
-    fresh = stack.post("/twilio/voice", call_params("CA-after"))
+    fresh = stack.post("/twilio/voice", call_params(AFTER))
     assert fresh.status_code == 200
     assert dialed_number(ET.fromstring(fresh.content)).startswith("+1999555")
-    assert stack.store.get("CA-after") is not None
+    assert stack.store.get(AFTER) is not None
 
 
 def test_a_new_call_while_redis_is_down_goes_to_the_fallback(
     redis_stack: Stack, redis_server: RedisServer
 ):
     redis_server.stop()
-    answer = redis_stack.post("/twilio/voice", call_params("CA-no-store"))
+    answer = redis_stack.post("/twilio/voice", call_params(NO_STORE))
     assert answer.status_code == 200
     assert dialed_number(ET.fromstring(answer.content)) == AGENT
 
@@ -75,14 +77,14 @@ def test_a_new_call_while_redis_is_down_goes_to_the_fallback(
 def test_a_hung_redis_mid_call_still_answers_the_fallback_in_time(
     redis_stack: Stack, redis_server: RedisServer
 ):
-    handoff = redis_stack.post("/twilio/voice", call_params("CA-hung"))
+    handoff = redis_stack.post("/twilio/voice", call_params(HUNG))
     action = ET.fromstring(handoff.content).find("Dial").get("action", "")  # type: ignore[union-attr]
 
     redis_server.pause()  # connections stay open, nothing is answered
     try:
         result = redis_stack.post(
             action.removeprefix(redis_stack.web.url),
-            call_params("CA-hung", CallStatus="in-progress", DialCallStatus="busy"),
+            call_params(HUNG, CallStatus="in-progress", DialCallStatus="busy"),
         )
     finally:
         redis_server.resume()

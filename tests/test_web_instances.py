@@ -18,9 +18,11 @@ from adapter.demo.simulator import AgentLeg, CallScript, TwilioSimulator
 from adapter.flow import CallRecord, Outcome
 from adapter.sandbox import SandboxServer
 from adapter.store import StoreOptions, open_store
+from adapter.twilio.sids import new_call_sid
 from tests.twilio_stack import AUTH_TOKEN, RETURN_URL, call_params
 from tests.web_instances import PUBLIC_URL, RoundRobin, WebInstance
 
+DUPLICATES = [new_call_sid() for _ in range(4)]
 SYSTEM_OUTPUT = {"transferType": "SYSTEM", "transferVariables": {"balance": "12"}}
 
 
@@ -114,7 +116,7 @@ def test_duplicate_webhooks_on_both_instances_create_one_transfer_per_attempt(
     bases = [instance.url for instance in instances]
     with httpx.Client(timeout=30) as http:
         for n in range(4):
-            call_sid = f"CA-duplicate-{n}"
+            call_sid = DUPLICATES[n]
             params = call_params(call_sid)
             answers = at_once([both(http, base, "/twilio/voice", params) for base in bases])
             assert [answer.status_code for answer in answers] == [200, 200]
@@ -132,14 +134,14 @@ def test_duplicate_webhooks_on_both_instances_create_one_transfer_per_attempt(
             assert retries[0].content == retries[1].content
 
     ids = sorted(transfer["id"] for transfer in transfers(sandbox))
-    assert ids == sorted(f"CA-duplicate-{n}-{attempt}" for n in range(4) for attempt in (1, 2))
+    assert ids == sorted(f"{DUPLICATES[n]}-{attempt}" for n in range(4) for attempt in (1, 2))
 
 
 def test_the_other_instance_finishes_a_call_when_one_is_killed(
     instances: list[WebInstance], sandbox: SandboxServer
 ):
     doomed, survivor = instances
-    call_sid = "CA-survivor"
+    call_sid = new_call_sid()
     with httpx.Client(timeout=30) as http:
         answer = signed_post(http, doomed.url, "/twilio/voice", call_params(call_sid))
         dial = ET.fromstring(answer.content).find("Dial")
