@@ -49,6 +49,9 @@ class WorkerSettings:
     task_name: str | None = None
     store_url: str = DEFAULT_STORE_URL
     router: Router = default_router
+    # Active-active workers (Redis store): how long a dead worker's calls stay leased.
+    lease_ttl: float = 3.0
+    key_prefix: str = "genagent:"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
@@ -67,6 +70,8 @@ class WorkerSettings:
             task_name=reader.text("GA_TASK_NAME"),
             store_url=reader.text("STORE_URL", DEFAULT_STORE_URL) or DEFAULT_STORE_URL,
             router=read_router(reader),
+            lease_ttl=reader.number("LEASE_TTL", 3.0, minimum=1, maximum=9),
+            key_prefix=reader.text("STORE_KEY_PREFIX", "genagent:") or "genagent:",
         )
         reader.check()
         return settings

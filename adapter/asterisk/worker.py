@@ -20,11 +20,19 @@ from typing import Any
 
 from panoramisk.message import Message
 
-from adapter.asterisk.ami import AmiError, AmiSession, ChannelGone, first
+from adapter.asterisk.ami import AmiError, AmiSession, ChannelGone, SessionClosed, first
+from adapter.asterisk.leases import (
+    CallLeases,
+    Fence,
+    LeaseError,
+    SecondWorkerError,
+    open_leases,
+)
 from adapter.asterisk.settings import WorkerSettings
 from adapter.flow import AsyncTransferFlow, CallStart, Dial, DialResult, Hangup, Route, Step
 from adapter.flow.model import RouteKind
 from adapter.genagent import AsyncGenAgentClient
+from adapter.observe.masking import safe_id
 from adapter.store import CallStore, StoreError, open_store
 
 log = logging.getLogger("adapter.asterisk")
@@ -98,14 +106,27 @@ class AsteriskWorker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._stopping = asyncio.Event()
+        self.leases: CallLeases | None = None
 
     # --- life cycle --------------------------------------------------------------------
 
     async def run(self) -> None:
         """Connect, check, resynchronise, process; reconnect with backoff until stopped."""
         store = self._store or open_store(self.settings.store_url)
+        try:
+            self.leases = open_leases(
+                self.settings.store_url,
+                store,
+                prefix=self.settings.key_prefix,
+                ttl=self.settings.lease_ttl,
+            )
+        except SecondWorkerError as exc:
+            if self._store is None:
+                store.close()
+            raise StartupError(str(exc)) from None
         client = self._client or AsyncGenAgentClient(self.settings.genagent)
         self.flow = AsyncTransferFlow(client, store, self.settings.flow, self.settings.router)
+        keeper = asyncio.get_running_loop().create_task(self._keep_leases())
         delay = 0.5
         first_session = True
         try:
@@ -126,7 +147,9 @@ class AsteriskWorker:
                 await self._sleep_unless_stopped(pause)
                 delay = min(delay * 2, self.settings.ami.reconnect_max)
         finally:
+            keeper.cancel()
             await self._drain()
+            await self.leases.close()
             self.flow.close()
             if self._client is None:
                 await client.aclose()
@@ -205,6 +228,7 @@ class AsteriskWorker:
                 self._spawn(uniqueid, self._handoff(uniqueid, linkedid))
             elif uniqueid in in_flight:
                 self.calls.add(uniqueid)
+                self._spawn(uniqueid, self._keep(uniqueid))
         log.info("resynchronised: %d channels live, %d calls in flight", len(live), len(in_flight))
 
     async def _drain(self) -> None:
@@ -248,7 +272,14 @@ class AsteriskWorker:
         self._locks[uniqueid] = (lock, users + 1)
         try:
             async with lock:
-                await work
+                if not await self._claim(uniqueid):
+                    work.close()  # another worker acts on this call
+                    return
+                try:
+                    await work
+                finally:
+                    if uniqueid not in self.calls:
+                        await self._release(uniqueid)
         finally:
             lock, users = self._locks[uniqueid]
             if users == 1:
@@ -325,6 +356,9 @@ class AsteriskWorker:
             self.calls.discard(uniqueid)
             return
         session = self._live_session()
+        decision = decision_key(uniqueid, step)
+        if not await self._fence(uniqueid, step, decision):
+            return
         try:
             if isinstance(step, Dial):
                 await session.setvar(uniqueid, "GA_TRANSFER_NUMBER", step.number)
@@ -338,12 +372,118 @@ class AsteriskWorker:
         except ChannelGone:
             log.debug("call %s: the channel went away before the action", uniqueid)
             await self._ended(uniqueid, "gone before the action")
+        except SessionClosed:
+            # The Redirect was not sent: let the resynchronisation carry the decision out.
+            await self._unfence(uniqueid, decision)
+            raise
 
     def _live_session(self) -> AmiSession:
         session = self.session
         if session is None or session.closed.is_set():
             raise AmiError("no AMI session")
         return session
+
+    # --- calls shared between workers (adapter/asterisk/leases.py) ---------------------
+
+    async def _claim(self, uniqueid: str) -> bool:
+        """Whether this worker acts on the call: its lease is ours, or now taken."""
+        assert self.leases is not None
+        try:
+            if await self.leases.acquire(uniqueid):
+                return True
+        except LeaseError as exc:
+            log.error("call %s: %s; the dialplan's timeout will route it", safe_id(uniqueid), exc)
+        self.calls.discard(uniqueid)
+        return False
+
+    async def _release(self, uniqueid: str) -> None:
+        assert self.leases is not None
+        try:
+            await self.leases.release(uniqueid)
+        except LeaseError as exc:
+            log.warning("call %s: %s; its lease will run out", safe_id(uniqueid), exc)
+
+    async def _fence(self, uniqueid: str, step: Dial | Route, decision: str) -> bool:
+        """Whether to carry ``step`` out: nobody has, and the lease is still ours."""
+        assert self.leases is not None
+        try:
+            fence = await self.leases.fence(uniqueid, decision)
+        except LeaseError as exc:
+            log.error("call %s: %s; the dialplan's timeout will route it", safe_id(uniqueid), exc)
+            return False
+        if fence is Fence.GRANTED:
+            return True
+        if fence is Fence.LEASE_LOST:
+            log.warning("call %s: another worker took the call over", safe_id(uniqueid))
+            self.calls.discard(uniqueid)
+        elif not isinstance(step, Dial):
+            self.calls.discard(uniqueid)  # routed already: the call has left our hands
+        return False
+
+    async def _unfence(self, uniqueid: str, decision: str) -> None:
+        assert self.leases is not None
+        with contextlib.suppress(LeaseError):
+            await self.leases.unfence(uniqueid, decision)
+
+    async def _keep(self, uniqueid: str) -> None:
+        """A call in flight found by the resynchronisation: ours now (the lease is)."""
+        self.calls.add(uniqueid)
+
+    async def _keep_leases(self) -> None:
+        """Renew this worker's leases; adopt the calls of a worker that stopped renewing."""
+        assert self.leases is not None
+        while True:
+            await asyncio.sleep(self.settings.lease_ttl / 3)
+            if not self.ready.is_set():
+                continue  # without AMI, let the leases run out: another worker can act
+            try:
+                lost = await self.leases.renew()
+                orphans = await self.leases.orphans()
+            except LeaseError as exc:
+                log.error("cannot renew the call leases: %s", exc)
+                continue
+            for uniqueid in lost:
+                log.warning("call %s: its lease went to another worker", safe_id(uniqueid))
+                self.calls.discard(uniqueid)
+            if orphans:
+                await self._adopt(orphans)
+
+    async def _adopt(self, orphans: list[str]) -> None:
+        try:
+            live = {first(c.get("Uniqueid")): c for c in await self._live_session().channels()}
+        except AmiError as exc:
+            log.warning("cannot list channels to adopt %d calls: %s", len(orphans), exc)
+            return
+        log.warning("adopting %d calls of a worker that stopped renewing them", len(orphans))
+        for uniqueid in orphans:
+            self._spawn(uniqueid, self._adopted(uniqueid, live.get(uniqueid)))
+
+    async def _adopted(self, uniqueid: str, channel: Message | None) -> None:
+        """Finish what the call's former worker left, as after a reconnect."""
+        if channel is None:
+            await self._ended(uniqueid, "gone while its worker was down")
+            return
+        context = first(channel.get("Context"))
+        holding = first(channel.get("Application")).lower() in _HOLD_APPS
+        if context == DIAL_CONTEXT and holding:
+            await self._returned_while_away(uniqueid)
+        elif context == "genagent-handoff" and holding:
+            await self._handoff(uniqueid, first(channel.get("Linkedid")) or uniqueid)
+        elif context in (DIAL_CONTEXT, "genagent-handoff"):
+            self.calls.add(uniqueid)  # being dialed: its next event is ours
+            try:  # it may have hung up since the channel list (an unseen Hangup)
+                await self._live_session().getvar(uniqueid, "GA_TRANSFER_ID")
+            except ChannelGone:
+                await self._ended(uniqueid, "gone while its worker was down")
+
+
+def decision_key(uniqueid: str, step: Dial | Route) -> str:
+    """One name per flow decision, the same each time the decision is replayed."""
+    if isinstance(step, Dial):
+        return f"dial {step.transfer_id}"
+    if step.transfer_id:
+        return f"route {step.transfer_id}"
+    return f"route {uniqueid} {step.kind.value} {step.reason}"
 
 
 async def _or_fallback(uniqueid: str, decision: Awaitable[Step]) -> Step:

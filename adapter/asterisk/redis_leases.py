@@ -1,0 +1,202 @@
+"""Per-call leases in Redis, for AMI workers running active-active.
+
+Keys, under the store's prefix:
+
+- ``lease:<call>``: the holder's fencing token, ``SET NX PX ttl``; extended and deleted
+  only by the holder (Lua compare-and-extend, compare-and-delete);
+- ``leases``: a sorted set of leased calls scored by when their lease runs out, so a
+  survivor finds the calls of a dead worker without scanning the keyspace;
+- ``acted:<call>``: a hash of the decisions carried out on the call, each written once
+  (HSETNX) and only by the lease's holder.
+
+Every script touches one call's keys and the registry: a single Redis (or a primary
+with replicas), not Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+import socket
+from typing import Any, cast
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from adapter.asterisk.leases import CallLeases, Fence, LeaseError
+
+# How long a decision is remembered: far longer than any event can arrive late.
+ACTED_TTL_MS = 15 * 60 * 1000
+_RENEW_BATCH = 500
+
+_NOW_MS = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
+
+# KEYS: lease, registry. ARGV: token, ttl ms, call id.
+_ACQUIRE = (
+    _NOW_MS
+    + """
+local held = redis.call('GET', KEYS[1])
+if held and held ~= ARGV[1] then return 0 end
+if held then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
+end
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[3])
+return 1
+"""
+)
+
+# KEYS: registry, lease 1..n. ARGV: ttl ms, token 1..n, call id 1..n. Returns lost calls.
+_RENEW = (
+    _NOW_MS
+    + """
+local n = #KEYS - 1
+local lost = {}
+for i = 1, n do
+  if redis.call('GET', KEYS[i + 1]) == ARGV[i + 1] then
+    redis.call('PEXPIRE', KEYS[i + 1], ARGV[1])
+    redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), ARGV[n + i + 1])
+  else
+    lost[#lost + 1] = ARGV[n + i + 1]
+  end
+end
+return lost
+"""
+)
+
+# KEYS: lease, acted. ARGV: token, decision, acted ttl ms. 1 granted, 0 acted, -1 lost.
+_FENCE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+if redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[1]) == 0 then return 0 end
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+return 1
+"""
+
+# KEYS: acted. ARGV: decision, token.
+_UNFENCE = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 1
+"""
+
+# KEYS: lease, registry. ARGV: token, call id.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[2])
+return 1
+"""
+
+# KEYS: registry. ARGV: lease key prefix, limit. Registered calls past their lease's end
+# whose lease key is gone (a lease renewed late keeps its key: it is not an orphan).
+_ORPHANS = (
+    _NOW_MS
+    + """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+local free = {}
+for _, id in ipairs(ids) do
+  if redis.call('EXISTS', ARGV[1] .. id) == 0 then free[#free + 1] = id end
+end
+return free
+"""
+)
+
+
+class RedisLeases(CallLeases):
+    """Leases shared by every worker through one Redis."""
+
+    def __init__(
+        self, url: str, *, prefix: str, ttl: float, timeout: float = 1.0, owner: str = ""
+    ) -> None:
+        self._redis = aioredis.Redis.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            decode_responses=True,
+        )
+        self.prefix = prefix
+        self.ttl_ms = max(1, int(ttl * 1000))
+        # The token names its holder (host, pid) for whoever reads the key while debugging.
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._tokens: dict[str, str] = {}
+        self._counter = itertools.count(1)
+        self._registry = f"{prefix}leases"
+        self._acquire = self._redis.register_script(_ACQUIRE)
+        self._renew = self._redis.register_script(_RENEW)
+        self._fence = self._redis.register_script(_FENCE)
+        self._unfence = self._redis.register_script(_UNFENCE)
+        self._release = self._redis.register_script(_RELEASE)
+        self._orphans = self._redis.register_script(_ORPHANS)
+
+    def _lease(self, call_id: str) -> str:
+        return f"{self.prefix}lease:{call_id}"
+
+    def _acted(self, call_id: str) -> str:
+        return f"{self.prefix}acted:{call_id}"
+
+    async def acquire(self, call_id: str) -> bool:
+        token = self._tokens.get(call_id) or f"{self.owner}:{next(self._counter)}"
+        keys = [self._lease(call_id), self._registry]
+        granted = await self._call(self._acquire, keys, [token, self.ttl_ms, call_id])
+        if granted == 1:
+            self._tokens[call_id] = token
+            return True
+        self._tokens.pop(call_id, None)
+        return False
+
+    async def fence(self, call_id: str, decision: str) -> Fence:
+        token = self._tokens.get(call_id)
+        if token is None:
+            return Fence.LEASE_LOST
+        keys = [self._lease(call_id), self._acted(call_id)]
+        answer = await self._call(self._fence, keys, [token, decision, ACTED_TTL_MS])
+        if answer == 1:
+            return Fence.GRANTED
+        if answer == 0:
+            return Fence.ALREADY_ACTED
+        self._tokens.pop(call_id, None)
+        return Fence.LEASE_LOST
+
+    async def unfence(self, call_id: str, decision: str) -> None:
+        token = self._tokens.get(call_id)
+        if token is not None:
+            await self._call(self._unfence, [self._acted(call_id)], [decision, token])
+
+    async def release(self, call_id: str) -> None:
+        token = self._tokens.pop(call_id, None)
+        if token is not None:
+            keys = [self._lease(call_id), self._registry]
+            await self._call(self._release, keys, [token, call_id])
+
+    async def renew(self) -> set[str]:
+        lost: set[str] = set()
+        held = list(self._tokens.items())
+        for start in range(0, len(held), _RENEW_BATCH):
+            batch = held[start : start + _RENEW_BATCH]
+            keys = [self._registry, *(self._lease(call_id) for call_id, _ in batch)]
+            args: list[Any] = [self.ttl_ms, *(t for _, t in batch), *(c for c, _ in batch)]
+            answer = await self._call(self._renew, keys, args)
+            lost.update(str(call_id) for call_id in answer or ())
+        for call_id in lost:
+            self._tokens.pop(call_id, None)
+        return lost
+
+    async def orphans(self, limit: int = 200) -> list[str]:
+        answer = await self._call(self._orphans, [self._registry], [f"{self.prefix}lease:", limit])
+        return [str(call_id) for call_id in answer or () if call_id not in self._tokens]
+
+    @property
+    def held(self) -> frozenset[str]:
+        return frozenset(self._tokens)
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+    @staticmethod
+    async def _call(script: Any, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return await cast(Any, script(keys=keys, args=args))
+        except (RedisError, OSError) as exc:
+            # The URL may hold a password: name the error's type and text only.
+            raise LeaseError(f"the lease store cannot be used: {type(exc).__name__}") from None
