@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flask import Flask, Response, jsonify
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -17,7 +17,13 @@ from adapter.config import EnvReader, GenAgentSettings
 from adapter.flow import FlowPolicy, Router, TransferFlow
 from adapter.flow.routing import default_router, read_router
 from adapter.genagent import GenAgentClient
-from adapter.store import DEFAULT_STORE_URL, CallStore, open_store
+from adapter.store import (
+    DEFAULT_STORE_URL,
+    CallStore,
+    StoreOptions,
+    open_store,
+    read_store_url,
+)
 from adapter.twilio.settings import TwilioSettings
 from adapter.twilio.views import TwilioFront, twilio
 
@@ -32,6 +38,7 @@ class WebSettings:
     twilio: TwilioSettings
     flow: FlowPolicy
     store_url: str = DEFAULT_STORE_URL
+    store_options: StoreOptions = field(default_factory=StoreOptions)
     router: Router = default_router
 
     @classmethod
@@ -42,7 +49,8 @@ class WebSettings:
             genagent=GenAgentSettings.read(reader),
             twilio=TwilioSettings.read(reader),
             flow=FlowPolicy.read(reader),
-            store_url=reader.text("STORE_URL", DEFAULT_STORE_URL) or DEFAULT_STORE_URL,
+            store_url=read_store_url(reader),
+            store_options=StoreOptions.read(reader),
             router=read_router(reader),
         )
         reader.check()
@@ -63,7 +71,7 @@ def create_app(
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops
         )
-    store = store or open_store(settings.store_url)
+    store = store or open_store(settings.store_url, settings.store_options)
     client = client or GenAgentClient(settings.genagent)
     flow = TransferFlow(client, store, settings.flow, settings.router)
     app.extensions["genagent_flow"] = flow

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+import redis
 
 from adapter.config import GenAgentSettings, Secret
 from adapter.genagent import GenAgentClient, RetryPolicy
 from adapter.sandbox import SandboxConfig, SandboxServer
+from adapter.store import StoreOptions
+from tests.redis_server import RedisServer
 
 if TYPE_CHECKING:
     from tests.twilio_stack import Stack
@@ -98,3 +103,34 @@ def make_stack(sandbox: SandboxServer, tmp_path: Path) -> Iterator[Callable[...,
     yield make
     for running in stacks:
         stop_stack(running)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A Redis for the whole session: GENAGENT_TEST_REDIS_URL, or a private redis-server."""
+    shared = os.environ.get("GENAGENT_TEST_REDIS_URL")
+    if shared:
+        yield shared
+        return
+    server = RedisServer().start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def redis_options(redis_url: str) -> Iterator[StoreOptions]:
+    """Store options with a key prefix of this test's own, so no test sees another's keys;
+    the keys under it are deleted afterwards."""
+    options = StoreOptions(key_prefix=f"test-{uuid.uuid4().hex[:12]}:")
+    yield options
+    with redis.Redis.from_url(redis_url) as raw:
+        for key in raw.scan_iter(f"{options.key_prefix}*"):
+            raw.delete(key)
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A redis-server of this test's own, which the test may stop, pause and restart."""
+    server = RedisServer().start()
+    yield server
+    server.stop()

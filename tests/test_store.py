@@ -1,5 +1,6 @@
-"""The call-state store: versioned writes, WAL, restarts, and no lost update under threads
-or processes, on real SQLite files."""
+"""The call-state store contract: versioned writes, restarts, and no lost update under
+threads or processes, on both backends (real SQLite files and a real Redis); then what
+only SQLite has (WAL, the file, its URLs)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ import pytest
 
 from adapter.store import (
     CallStore,
+    RedisCallStore,
     SQLiteCallStore,
     StaleWriteError,
     Stored,
     StoreError,
+    StoreOptions,
     StoreUnavailableError,
     open_store,
 )
@@ -32,8 +35,24 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "state" / "calls.sqlite3"
 
 
+@pytest.fixture(params=["sqlite", "redis"])
+def backend(request: pytest.FixtureRequest, db_path: Path) -> tuple[str, StoreOptions]:
+    """The URL and options of a fresh, empty store of each kind."""
+    if request.param == "sqlite":
+        return f"sqlite:///{db_path}", StoreOptions()
+    url: str = request.getfixturevalue("redis_url")
+    options: StoreOptions = request.getfixturevalue("redis_options")
+    return url, options
+
+
 @pytest.fixture
-def store(db_path: Path) -> Iterator[CallStore]:
+def store(backend: tuple[str, StoreOptions]) -> Iterator[CallStore]:
+    with open_store(*backend) as opened:
+        yield opened
+
+
+@pytest.fixture
+def sqlite_store(db_path: Path) -> Iterator[CallStore]:
     with SQLiteCallStore(str(db_path)) as opened:
         yield opened
 
@@ -54,10 +73,12 @@ def increment(store: CallStore, call_id: str, times: int) -> int:
     return retries
 
 
-def increment_in_process(url: str, call_id: str, times: int, barrier: Any) -> None:
+def increment_in_process(
+    url: str, options: StoreOptions, call_id: str, times: int, barrier: Any
+) -> None:
     """A 'worker process': opens its own store at the same moment as the others."""
     barrier.wait(timeout=20)
-    store = open_store(url)
+    store = open_store(url, options)
     try:
         with contextlib.suppress(StaleWriteError):
             store.create(call_id, {"count": 0})
@@ -184,8 +205,8 @@ def test_purge_removes_only_records_not_written_for_that_long(store: CallStore):
 # The file
 
 
-def test_the_file_is_in_wal_mode_with_the_documented_schema(store: CallStore, db_path: Path):
-    store.create("CA1", CALLER)
+def test_the_file_is_in_wal_mode_with_the_documented_schema(sqlite_store: CallStore, db_path: Path):
+    sqlite_store.create("CA1", CALLER)
     with sqlite3.connect(db_path) as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         columns = [(row[1], row[2], row[3]) for row in raw.execute("PRAGMA table_info(calls)")]
@@ -204,14 +225,13 @@ def test_the_file_is_in_wal_mode_with_the_documented_schema(store: CallStore, db
     assert text == '{"from":"+15551234567","vars":{"accountNumber":"3434"},"leg":1}'
 
 
-def test_data_survives_a_worker_restart(db_path: Path):
-    url = f"sqlite:///{db_path}"  # sqlite:////tmp/...: the path is absolute
-    first = open_store(url)
+def test_data_survives_a_worker_restart(backend: tuple[str, StoreOptions]):
+    first = open_store(*backend)
     first.create("CA1", CALLER)
     saved = first.update("CA1", {"step": 2}, expected_version=1, active=False)
     first.close()
 
-    with open_store(url) as second:
+    with open_store(*backend) as second:
         assert second.get("CA1") == saved
         assert second.active_ids() == []
 
@@ -231,7 +251,19 @@ def test_close_closes_every_threads_connection(db_path: Path):
         store.get("CA1")
 
 
-def test_a_corrupt_row_names_the_call_not_the_data(store: CallStore, db_path: Path):
+def test_closed_store_refuses_calls(store: CallStore):
+    store.create("CA1", {})
+    store.close()
+    store.close()  # idempotent
+
+    with pytest.raises(StoreError, match="closed"):
+        store.get("CA1")
+    with pytest.raises(StoreError, match="closed"):
+        store.create("CA2", {})
+
+
+def test_a_corrupt_row_names_the_call_not_the_data(sqlite_store: CallStore, db_path: Path):
+    store = sqlite_store
     store.create("CA-good", {})
     with sqlite3.connect(db_path) as raw:
         raw.execute("INSERT INTO calls VALUES ('CA-bad', 1, 1, 0, '{\"from\": \"+15551234567\"')")
@@ -291,13 +323,13 @@ def test_threads_lose_no_update(store: CallStore):
     assert final.version == 201
 
 
-def test_processes_lose_no_update(db_path: Path):
-    url = f"sqlite:///{db_path}"  # absolute: the fourth slash comes from the path
+def test_processes_lose_no_update(backend: tuple[str, StoreOptions]):
+    url, options = backend  # for SQLite, sqlite:////tmp/...: the path is absolute
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(3)
     # The file does not exist yet: the three also race to create it and its schema.
     workers = [
-        context.Process(target=increment_in_process, args=(url, "CA1", 50, barrier))
+        context.Process(target=increment_in_process, args=(url, options, "CA1", 50, barrier))
         for _ in range(3)
     ]
     for worker in workers:
@@ -306,7 +338,7 @@ def test_processes_lose_no_update(db_path: Path):
         worker.join(timeout=30)
 
     assert [worker.exitcode for worker in workers] == [0, 0, 0]
-    with open_store(url) as store:
+    with open_store(url, options) as store:
         final = store.get("CA1")
     assert final is not None
     assert final.data == {"count": 150}
@@ -371,10 +403,12 @@ def test_open_store_memory():
 @pytest.mark.parametrize(
     "url", ["redis://localhost:6379/0", "rediss://:pw@cache.example.com:6380/0"]
 )
-def test_open_store_redis_is_not_available_yet(url: str):
-    with pytest.raises(StoreError, match="Redis call store is not available yet") as caught:
-        open_store(url)
-    assert "pw" not in str(caught.value)
+def test_open_store_redis_connects_lazily_and_hides_the_password(url: str):
+    # Nothing listens there: opening must not connect (gunicorn forks after create_app).
+    with open_store(url, StoreOptions(key_prefix="tenant-a:")) as store:
+        assert isinstance(store, RedisCallStore)
+        assert store.prefix == "tenant-a:"
+        assert "pw" not in repr(store)
 
 
 @pytest.mark.parametrize(
@@ -403,4 +437,5 @@ def test_open_store_rejects_other_urls_naming_store_url(url: str):
     assert "sqlite:///relative/path.sqlite3" in message
     assert "sqlite:////absolute/path.sqlite3" in message
     assert "sqlite://:memory:" in message
+    assert "rediss://" in message
     assert "hunter2" not in message

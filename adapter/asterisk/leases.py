@@ -24,7 +24,7 @@ from abc import ABC, abstractmethod
 from enum import Enum
 from typing import IO
 
-from adapter.store import CallStore, SQLiteCallStore
+from adapter.store import CallStore, SQLiteCallStore, StoreOptions
 from adapter.store.sqlite import MEMORY
 
 
@@ -122,14 +122,17 @@ class SingleWorkerLeases(CallLeases):
             self._lock = None
 
 
-def open_leases(store_url: str, store: CallStore, *, prefix: str, ttl: float) -> CallLeases:
-    """Redis leases when the store is Redis; otherwise the single worker's, locked on the
-    SQLite file (SecondWorkerError if another worker holds it)."""
+def open_leases(
+    store_url: str, store: CallStore, options: StoreOptions, *, ttl: float
+) -> CallLeases:
+    """Redis leases (in the store's Redis, under its key prefix) when the store is Redis;
+    otherwise the single worker's, locked on the SQLite file (SecondWorkerError if
+    another worker holds it)."""
     scheme = store_url.strip().partition("://")[0].lower()
     if scheme in ("redis", "rediss"):
         from adapter.asterisk.redis_leases import RedisLeases
 
-        return RedisLeases(store_url.strip(), prefix=prefix, ttl=ttl)
+        return RedisLeases(store_url.strip(), options, ttl=ttl)
     if isinstance(store, SQLiteCallStore) and store.path != MEMORY:
         return SingleWorkerLeases(lock_path_for(store.path))
     return SingleWorkerLeases()

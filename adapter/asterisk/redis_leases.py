@@ -25,6 +25,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from adapter.asterisk.leases import CallLeases, Fence, LeaseError
+from adapter.store import StoreOptions
 
 # How long a decision is remembered: far longer than any event can arrive late.
 ACTED_TTL_MS = 15 * 60 * 1000
@@ -106,22 +107,24 @@ return free
 class RedisLeases(CallLeases):
     """Leases shared by every worker through one Redis."""
 
-    def __init__(
-        self, url: str, *, prefix: str, ttl: float, timeout: float = 1.0, owner: str = ""
-    ) -> None:
+    def __init__(self, url: str, options: StoreOptions, *, ttl: float, owner: str = "") -> None:
+        extra: dict[str, Any] = {}
+        if url.lower().startswith("rediss://") and not options.tls_verify:
+            extra["ssl_cert_reqs"] = "none"
         self._redis = aioredis.Redis.from_url(
             url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
+            socket_timeout=options.timeout,
+            socket_connect_timeout=options.connect_timeout,
             decode_responses=True,
+            **extra,
         )
-        self.prefix = prefix
+        self.prefix = options.key_prefix
         self.ttl_ms = max(1, int(ttl * 1000))
         # The token names its holder (host, pid) for whoever reads the key while debugging.
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._tokens: dict[str, str] = {}
         self._counter = itertools.count(1)
-        self._registry = f"{prefix}leases"
+        self._registry = f"{self.prefix}leases"
         self._acquire = self._redis.register_script(_ACQUIRE)
         self._renew = self._redis.register_script(_RENEW)
         self._fence = self._redis.register_script(_FENCE)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from adapter.config import EnvReader, GenAgentSettings, Secret
 from adapter.flow import FlowPolicy, Router
 from adapter.flow.routing import default_router, read_router
 from adapter.genagent.countries import ISO_3166_ALPHA2
-from adapter.store import DEFAULT_STORE_URL
+from adapter.store import DEFAULT_STORE_URL, StoreOptions, read_store_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,10 +48,10 @@ class WorkerSettings:
     country: str = "US"
     task_name: str | None = None
     store_url: str = DEFAULT_STORE_URL
+    store_options: StoreOptions = field(default_factory=StoreOptions)
     router: Router = default_router
     # Active-active workers (Redis store): how long a dead worker's calls stay leased.
     lease_ttl: float = 3.0
-    key_prefix: str = "genagent:"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
@@ -68,10 +68,10 @@ class WorkerSettings:
             flow=FlowPolicy.read(reader),
             country=country,
             task_name=reader.text("GA_TASK_NAME"),
-            store_url=reader.text("STORE_URL", DEFAULT_STORE_URL) or DEFAULT_STORE_URL,
+            store_url=read_store_url(reader),
+            store_options=StoreOptions.read(reader),
             router=read_router(reader),
             lease_ttl=reader.number("LEASE_TTL", 3.0, minimum=1, maximum=9),
-            key_prefix=reader.text("STORE_KEY_PREFIX", "genagent:") or "genagent:",
         )
         reader.check()
         return settings

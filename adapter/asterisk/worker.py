@@ -112,12 +112,12 @@ class AsteriskWorker:
 
     async def run(self) -> None:
         """Connect, check, resynchronise, process; reconnect with backoff until stopped."""
-        store = self._store or open_store(self.settings.store_url)
+        store = self._store or open_store(self.settings.store_url, self.settings.store_options)
         try:
             self.leases = open_leases(
                 self.settings.store_url,
                 store,
-                prefix=self.settings.key_prefix,
+                self.settings.store_options,
                 ttl=self.settings.lease_ttl,
             )
         except SecondWorkerError as exc:

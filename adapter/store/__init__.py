@@ -1,7 +1,9 @@
 """Call state shared by the adapter's worker processes, keyed by the platform's call id.
 
-``open_store(url)`` picks the backend from the URL. Nothing here reads the environment:
-callers pass the URL (STORE_URL in a deployment).
+``open_store(url, options)`` picks the backend from the URL: SQLite (the embedded
+default, one machine) or Redis (any number of instances). Nothing here reads the
+environment by itself: the settings readers pass an EnvReader to ``read_store_url`` and
+``StoreOptions.read``.
 """
 
 from __future__ import annotations
@@ -13,27 +15,32 @@ from adapter.store.base import (
     StoreError,
     StoreUnavailableError,
 )
+from adapter.store.options import DEFAULT_STORE_URL, StoreOptions, read_store_url
+from adapter.store.redis import RedisCallStore
 from adapter.store.sqlite import MEMORY, SQLiteCallStore
 
 __all__ = [
     "DEFAULT_STORE_URL",
     "CallStore",
+    "RedisCallStore",
     "SQLiteCallStore",
     "StaleWriteError",
     "StoreError",
+    "StoreOptions",
     "StoreUnavailableError",
     "Stored",
     "open_store",
+    "read_store_url",
 ]
 
-DEFAULT_STORE_URL = "sqlite:///adapter.sqlite3"
 ACCEPTED_URLS = (
     "sqlite:///relative/path.sqlite3, sqlite:////absolute/path.sqlite3,"
-    " or sqlite://:memory: (one process only, for tests)"
+    " sqlite://:memory: (one process only, for tests),"
+    " redis://[:password@]host[:port][/db] or rediss://... (TLS)"
 )
 
 
-def open_store(url: str) -> CallStore:
+def open_store(url: str, options: StoreOptions | None = None) -> CallStore:
     """Open the call store ``url`` names; ValueError if it is not an accepted form."""
     value = url.strip()
     scheme, separator, rest = value.partition("://")
@@ -42,9 +49,7 @@ def open_store(url: str) -> CallStore:
     if not separator or not scheme:
         raise ValueError(f"STORE_URL must be a URL: {ACCEPTED_URLS}")
     if scheme in ("redis", "rediss"):
-        raise StoreError(
-            "the Redis call store is not available yet; set STORE_URL to a sqlite:// URL"
-        )
+        return RedisCallStore(value, options)
     if scheme != "sqlite":
         raise ValueError(f"STORE_URL scheme {scheme[:20]!r} is not supported; use {ACCEPTED_URLS}")
     if rest == MEMORY:

@@ -20,6 +20,7 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 from adapter.store.base import CallStore, StaleWriteError, Stored, StoreError, StoreUnavailableError
+from adapter.store.codec import check_id, decode, encode
 
 MEMORY = ":memory:"
 BUSY_TIMEOUT_SECONDS = 5.0
@@ -67,7 +68,7 @@ class SQLiteCallStore(CallStore):
         return f"SQLiteCallStore({self.path!r})"
 
     def get(self, call_id: str) -> Stored | None:
-        _check_id(call_id)
+        check_id(call_id)
         with self._use() as conn:
             row = conn.execute(
                 "SELECT version, active, updated_at, data FROM calls WHERE call_id = ?",
@@ -76,11 +77,11 @@ class SQLiteCallStore(CallStore):
         if row is None:
             return None
         version, active, updated_at, text = row
-        return Stored(call_id, _decode(call_id, text), int(version), bool(active), updated_at)
+        return Stored(call_id, decode(call_id, text), int(version), bool(active), updated_at)
 
     def create(self, call_id: str, data: dict[str, Any], *, active: bool = True) -> Stored:
-        _check_id(call_id)
-        text = _encode(data)
+        check_id(call_id)
+        text = encode(data)
         now = time.time()
         with self._use() as conn:
             inserted = conn.execute(
@@ -95,8 +96,8 @@ class SQLiteCallStore(CallStore):
     def update(
         self, call_id: str, data: dict[str, Any], *, expected_version: int, active: bool
     ) -> Stored:
-        _check_id(call_id)
-        text = _encode(data)
+        check_id(call_id)
+        text = encode(data)
         now = time.time()
         with self._use() as conn:
             # The version check is in the UPDATE itself; the transaction only makes the
@@ -151,7 +152,7 @@ class SQLiteCallStore(CallStore):
                 (cutoff, limit),
             ).fetchall()
         return [
-            Stored(call_id, _decode(call_id, text), int(version), bool(active), updated_at)
+            Stored(call_id, decode(call_id, text), int(version), bool(active), updated_at)
             for call_id, version, active, updated_at, text in rows
         ]
 
@@ -283,25 +284,3 @@ def _create_schema(conn: sqlite3.Connection) -> None:
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
     return exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-
-
-def _check_id(call_id: str) -> None:
-    if not isinstance(call_id, str) or not call_id:
-        raise ValueError("call_id must be a non-empty string")
-
-
-def _encode(data: dict[str, Any]) -> str:
-    if not isinstance(data, dict):
-        raise TypeError(f"call data must be a dict, got {type(data).__name__}")
-    return json.dumps(data, separators=(",", ":"), allow_nan=False)
-
-
-def _decode(call_id: str, text: str) -> dict[str, Any]:
-    try:
-        data = json.loads(text)
-    except (TypeError, ValueError):
-        data = None
-    if not isinstance(data, dict):
-        # Names the call only: the row's text would show caller data.
-        raise StoreError(f"call {call_id!r}: stored data is not a JSON object")
-    return data
