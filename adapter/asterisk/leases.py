@@ -69,6 +69,11 @@ class CallLeases(ABC):
         """Extend every lease held; returns the calls whose lease was lost."""
 
     @abstractmethod
+    def claim_delay(self, call_id: str) -> float:
+        """Seconds to wait before claiming a call held by nobody: 0 for the call's
+        preferred worker, a short grace for the others, so that calls spread evenly."""
+
+    @abstractmethod
     async def orphans(self, limit: int = 200) -> list[str]:
         """Calls some worker leased and nobody renews any more (its worker died)."""
 
@@ -79,7 +84,7 @@ class CallLeases(ABC):
 
     @abstractmethod
     async def close(self) -> None:
-        """Release what the backend holds open (leases run out by themselves)."""
+        """Stop: hand the calls held over to the other workers, release connections."""
 
 
 class SingleWorkerLeases(CallLeases):
@@ -111,6 +116,9 @@ class SingleWorkerLeases(CallLeases):
 
     async def orphans(self, limit: int = 200) -> list[str]:
         return []
+
+    def claim_delay(self, call_id: str) -> float:
+        return 0.0
 
     @property
     def held(self) -> frozenset[str]:

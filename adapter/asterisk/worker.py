@@ -389,8 +389,11 @@ class AsteriskWorker:
         """Whether this worker acts on the call: its lease is ours, or now taken."""
         assert self.leases is not None
         try:
+            if delay := self.leases.claim_delay(uniqueid):
+                await asyncio.sleep(delay)  # its preferred worker should claim it first
             if await self.leases.acquire(uniqueid):
                 return True
+            log.debug("call %s: another worker holds it", safe_id(uniqueid))
         except LeaseError as exc:
             log.error("call %s: %s; the dialplan's timeout will route it", safe_id(uniqueid), exc)
         self.calls.discard(uniqueid)
@@ -433,20 +436,20 @@ class AsteriskWorker:
         """Renew this worker's leases; adopt the calls of a worker that stopped renewing."""
         assert self.leases is not None
         while True:
-            await asyncio.sleep(self.settings.lease_ttl / 3)
-            if not self.ready.is_set():
-                continue  # without AMI, let the leases run out: another worker can act
+            # Without AMI, the leases run out: another worker can act on the calls.
+            await self.ready.wait()
             try:
                 lost = await self.leases.renew()
                 orphans = await self.leases.orphans()
             except LeaseError as exc:
                 log.error("cannot renew the call leases: %s", exc)
-                continue
-            for uniqueid in lost:
-                log.warning("call %s: its lease went to another worker", safe_id(uniqueid))
-                self.calls.discard(uniqueid)
-            if orphans:
-                await self._adopt(orphans)
+            else:
+                for uniqueid in lost:
+                    log.warning("call %s: its lease went to another worker", safe_id(uniqueid))
+                    self.calls.discard(uniqueid)
+                if orphans:
+                    await self._adopt(orphans)
+            await asyncio.sleep(self.settings.lease_ttl / 3)
 
     async def _adopt(self, orphans: list[str]) -> None:
         try:
