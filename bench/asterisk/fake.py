@@ -1,6 +1,6 @@
 """The fake Asterisk of bench/asterisk_worker.py, in its own process and event loop.
 
-    python -m bench.asterisk_fake --ami-port P --control-port C --sandbox URL
+    python -m bench.asterisk.fake --ami-port P --control-port C --sandbox URL
 
 Runs ``tests.fake_ami.server.FakeAsterisk`` (the shipped dialplan, the least-privilege
 ``genagent-adapter`` user of asterisk_conf/manager_genagent.conf with the secret
@@ -83,6 +83,11 @@ class CallTrack:
     ended_at: float | None = None
     actions: int = 0
     errors: list[str] = field(default_factory=list)
+    # Every decision's actions, to tell one carried out twice (by one worker or two).
+    redirects: list[str] = field(default_factory=list)
+    number_setvars: int = 0  # GA_TRANSFER_NUMBER: once per dial decision
+    type_setvars: int = 0  # GA_TRANSFER_TYPE: once per route decision
+    acting_sessions: list[int] = field(default_factory=list)  # AMI sessions, first first
 
 
 class _IndexedChannels(list[Channel]):
@@ -230,6 +235,19 @@ class BenchAsterisk(FakeAsterisk):
             self.resyncs += 1
         if track is not None:
             self._on_action(track, name, message, now)
+            if name in ("setvar", "redirect"):
+                self._count_decision(track, session, name, message)
+
+    @staticmethod
+    def _count_decision(track: CallTrack, session: Session, name: str, message: Message) -> None:
+        if session.id not in track.acting_sessions:
+            track.acting_sessions.append(session.id)
+        if name == "redirect":
+            track.redirects.append(message.get("Context"))
+        elif message.get("Variable") == "GA_TRANSFER_NUMBER":
+            track.number_setvars += 1
+        elif message.get("Variable") == "GA_TRANSFER_TYPE":
+            track.type_setvars += 1
 
     def _on_action(self, track: CallTrack, name: str, message: Message, now: float) -> None:
         track.actions += 1
