@@ -171,7 +171,7 @@ async def test_a_second_worker_on_the_same_sqlite_file_refuses_to_start(
             second = await start_worker(env, tmp_path / "second.log")
             status = await asyncio.wait_for(second.process.wait(), 30)
             assert status != 0
-            assert "another AMI worker already uses the SQLite call store" in second.log()
+            assert "another AMI worker already uses this SQLite call store" in second.log()
             assert "Redis STORE_URL" in second.log()
             assert first.process.returncode is None  # the first one runs on
             assert len({a.session for a in fake.actions_named("Login")}) == 1

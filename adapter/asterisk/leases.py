@@ -158,9 +158,9 @@ def _exclusive_lock(path: str) -> IO[bytes]:
     except OSError:
         handle.close()
         raise SecondWorkerError(
-            f"another AMI worker already uses the SQLite call store beside {path} "
-            "(it holds this lock file). With SQLite only one worker may run: stop the "
-            "other one, or use a Redis STORE_URL to run several workers active-active"
+            f"another AMI worker already uses this SQLite call store (it holds {path}). "
+            "With SQLite only one worker may run: stop the other one, or use a Redis "
+            "STORE_URL to run several workers active-active"
         ) from None
     with contextlib.suppress(OSError):
         handle.truncate(0)
