@@ -15,6 +15,7 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from adapter.asterisk import WorkerSettings
 from adapter.asterisk.leases import (
     Fence,
     LeaseError,
@@ -24,6 +25,7 @@ from adapter.asterisk.leases import (
     open_leases,
 )
 from adapter.asterisk.redis_leases import RedisLeases
+from adapter.config import ConfigError
 from adapter.store import SQLiteCallStore, StoreOptions
 from tests.fake_ami.harness import async_test
 from tests.redis_server import RedisServer
@@ -309,3 +311,18 @@ async def test_a_clean_stop_hands_the_calls_over_at_once(
         assert staying.claim_delay("1700000000.43") == 0  # the only member left
     finally:
         await staying.close()
+
+
+def test_lease_ttl_is_read_and_bounded() -> None:
+    env = {
+        "AMI_HOST": "127.0.0.1",
+        "AMI_USERNAME": "genagent-adapter",
+        "AMI_SECRET": "worker-secret",
+        "GA_API_ID": "id",
+        "GA_API_SECRET": "secret",
+    }
+    assert WorkerSettings.from_env(env).lease_ttl == 3.0
+    assert WorkerSettings.from_env({**env, "LEASE_TTL": "5"}).lease_ttl == 5.0
+    for bad in ("0.5", "11", "soon"):
+        with pytest.raises(ConfigError, match="LEASE_TTL"):
+            WorkerSettings.from_env({**env, "LEASE_TTL": bad})

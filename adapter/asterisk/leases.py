@@ -74,7 +74,7 @@ class CallLeases(ABC):
         preferred worker, a short grace for the others, so that calls spread evenly."""
 
     @abstractmethod
-    async def orphans(self, limit: int = 200) -> list[str]:
+    async def orphans(self, limit: int = 1000) -> list[str]:
         """Calls some worker leased and nobody renews any more (its worker died)."""
 
     @property
@@ -114,7 +114,7 @@ class SingleWorkerLeases(CallLeases):
     async def renew(self) -> set[str]:
         return set()
 
-    async def orphans(self, limit: int = 200) -> list[str]:
+    async def orphans(self, limit: int = 1000) -> list[str]:
         return []
 
     def claim_delay(self, call_id: str) -> float:

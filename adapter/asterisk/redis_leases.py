@@ -248,7 +248,7 @@ class RedisLeases(CallLeases):
         preferred = max(self._members, key=lambda member: _weight(member, call_id))
         return 0.0 if preferred == self.owner else CLAIM_GRACE
 
-    async def orphans(self, limit: int = 200) -> list[str]:
+    async def orphans(self, limit: int = 1000) -> list[str]:
         answer = await self._call(self._orphans, [self._registry], [f"{self.prefix}lease:", limit])
         return [str(call_id) for call_id in answer or () if call_id not in self._tokens]
 

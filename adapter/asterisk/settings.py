@@ -71,7 +71,7 @@ class WorkerSettings:
             store_url=read_store_url(reader),
             store_options=StoreOptions.read(reader),
             router=read_router(reader),
-            lease_ttl=reader.number("LEASE_TTL", 3.0, minimum=1, maximum=9),
+            lease_ttl=reader.number("LEASE_TTL", 3.0, minimum=1, maximum=10),
         )
         reader.check()
         return settings

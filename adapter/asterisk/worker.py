@@ -433,23 +433,25 @@ class AsteriskWorker:
         self.calls.add(uniqueid)
 
     async def _keep_leases(self) -> None:
-        """Renew this worker's leases; adopt the calls of a worker that stopped renewing."""
-        assert self.leases is not None
+        """Every LEASE_TTL/3 while connected to AMI (without AMI the leases run out, so
+        that another worker can act): renew the leases, adopt orphaned calls."""
         while True:
-            # Without AMI, the leases run out: another worker can act on the calls.
             await self.ready.wait()
             try:
-                lost = await self.leases.renew()
-                orphans = await self.leases.orphans()
+                await self._lease_tick()
             except LeaseError as exc:
                 log.error("cannot renew the call leases: %s", exc)
-            else:
-                for uniqueid in lost:
-                    log.warning("call %s: its lease went to another worker", safe_id(uniqueid))
-                    self.calls.discard(uniqueid)
-                if orphans:
-                    await self._adopt(orphans)
+            except Exception:
+                log.exception("keeping the call leases failed")
             await asyncio.sleep(self.settings.lease_ttl / 3)
+
+    async def _lease_tick(self) -> None:
+        assert self.leases is not None
+        for uniqueid in await self.leases.renew():
+            log.warning("call %s: its lease went to another worker", safe_id(uniqueid))
+            self.calls.discard(uniqueid)
+        if orphans := await self.leases.orphans():
+            await self._adopt(orphans)
 
     async def _adopt(self, orphans: list[str]) -> None:
         try:
