@@ -177,3 +177,25 @@ async def test_a_second_worker_on_the_same_sqlite_file_refuses_to_start(
             assert len({a.session for a in fake.actions_named("Login")}) == 1
         finally:
             assert await first.stop() == 0
+
+
+@process_test
+async def test_a_worker_stopped_cleanly_hands_its_calls_over(
+    sandbox: SandboxServer, tmp_path: Path, redis_url: str, redis_options: StoreOptions
+) -> None:
+    async with shared_rig(sandbox, tmp_path, redis_url, redis_options) as shared:
+        rig, fake = shared.rig, shared.rig.fake
+        agent_answers = rig.hold_agent()
+        callers = [rig.caller(AgentLeg(output=SYSTEM)) for _ in range(6)]
+        for caller in callers:
+            caller.hand_off()
+        await asyncio.gather(*(c.wait_until("genagent-dial", timeout=20) for c in callers))
+        owners = {c.uniqueid: shared.owner(c) for c in callers}
+        leaving = max(shared.workers, key=lambda w: sum(o is w for o in owners.values()))
+        assert await leaving.stop() == 0  # SIGTERM, as a deploy would
+        agent_answers.set()
+        await asyncio.gather(*(c.wait_until("genagent-system", timeout=10) for c in callers))
+        for caller in callers:
+            assert redirects(fake, caller) == ["genagent-dial", "genagent-system"], caller.name
+            assert setvars(fake, caller)["GA_TRANSFER_TYPE"] == 1
+        await _no_leases_left(shared.redis, redis_options.key_prefix)

@@ -274,7 +274,7 @@ class RedisLeases(CallLeases):
         try:
             return await cast(Any, script(keys=keys, args=args))
         except (RedisError, OSError) as exc:
-            # The URL may hold a password: name the error's type and text only.
+            # The URL may hold a password, and so may the text: only the type is named.
             raise LeaseError(f"the lease store cannot be used: {type(exc).__name__}") from None
 
 
