@@ -24,6 +24,7 @@ from adapter.store import (
     open_store,
     read_store_url,
 )
+from adapter.store.shared_limit import shared_limit_for
 from adapter.twilio.settings import TwilioSettings
 from adapter.twilio.views import TwilioFront, twilio
 
@@ -37,7 +38,7 @@ class WebSettings:
     genagent: GenAgentSettings
     twilio: TwilioSettings
     flow: FlowPolicy
-    store_url: str = DEFAULT_STORE_URL
+    store_url: str = field(default=DEFAULT_STORE_URL, repr=False)  # may hold a password
     store_options: StoreOptions = field(default_factory=StoreOptions)
     router: Router = default_router
 
@@ -45,12 +46,13 @@ class WebSettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> WebSettings:
         """Read and check every variable; ConfigError lists all problems at once."""
         reader = EnvReader(env)
+        flow = FlowPolicy.read(reader)
         settings = cls(
             genagent=GenAgentSettings.read(reader),
             twilio=TwilioSettings.read(reader),
-            flow=FlowPolicy.read(reader),
+            flow=flow,
             store_url=read_store_url(reader),
-            store_options=StoreOptions.read(reader),
+            store_options=StoreOptions.read(reader, flow.retention_hours),
             router=read_router(reader),
         )
         reader.check()
@@ -72,7 +74,10 @@ def create_app(
             app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops
         )
     store = store or open_store(settings.store_url, settings.store_options)
-    client = client or GenAgentClient(settings.genagent)
+    client = client or GenAgentClient(
+        settings.genagent,
+        shared_limit=shared_limit_for(store, settings.genagent.max_requests_per_second),
+    )
     flow = TransferFlow(client, store, settings.flow, settings.router)
     app.extensions["genagent_flow"] = flow
     app.extensions["genagent_twilio"] = TwilioFront(settings.twilio, flow)

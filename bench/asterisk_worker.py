@@ -80,7 +80,7 @@ from bench.asterisk.profile import profile_wave
 from bench.asterisk.report import check_store, judge, report
 from bench.asterisk.rig import Rig, sandbox_args, start_rig
 from bench.asterisk.waves import Summary, Wave, print_wave
-from bench.twilio_webhook import Processes, _raise_interrupt, stop
+from bench.voice_webhook.processes import Processes, raise_interrupt, stop
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -147,7 +147,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _raise_interrupt)
+        signal.signal(sig, raise_interrupt)
     tmp = Path(tempfile.mkdtemp(prefix="genagent-bench-ami-"))
     procs = Processes()
     rig: Rig | None = None

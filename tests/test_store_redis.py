@@ -3,6 +3,7 @@ behaves when Redis is down, hung or restarted (on a real redis-server)."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
@@ -214,6 +215,16 @@ def test_tls_verification_can_be_turned_off_for_self_signed_certificates():
         strict.close()
 
 
+def test_the_url_is_logged_without_its_password(caplog: pytest.LogCaptureFixture):
+    url = "rediss://default:hunter2@cache.example.com:6380/0"
+    with caplog.at_level(logging.INFO, logger="adapter.store.redis"), open_store(url):
+        pass
+    [line] = [record.getMessage() for record in caplog.records]
+    assert "cache.example.com:6380" in line
+    assert "hunter2" not in line
+    assert "hunter2" not in repr(WebSettings.from_env(SETTINGS_ENV | {"REDIS_URL": url}))
+
+
 def test_an_invalid_redis_url_hides_its_password():
     with pytest.raises(ValueError, match="STORE_URL") as caught:
         open_store("redis://:hunter2@127.0.0.1:notaport/0")
@@ -233,15 +244,20 @@ def test_store_url_falls_back_to_redis_url(env: dict[str, str], expected: str):
     assert read_store_url(EnvReader(env)) == expected
 
 
+SETTINGS_ENV = {
+    "GA_API_ID": "id",
+    "GA_API_SECRET": "secret",
+    "TWILIO_AUTH_TOKEN": "token",
+    "AGENT_DESTINATION": "+15550100",
+    "AMI_HOST": "pbx",
+    "AMI_USERNAME": "adapter",
+    "AMI_SECRET": "secret",
+}
+
+
 def test_both_settings_readers_take_the_store_settings():
     env = {
-        "GA_API_ID": "id",
-        "GA_API_SECRET": "secret",
-        "TWILIO_AUTH_TOKEN": "token",
-        "AGENT_DESTINATION": "+15550100",
-        "AMI_HOST": "pbx",
-        "AMI_USERNAME": "adapter",
-        "AMI_SECRET": "secret",
+        **SETTINGS_ENV,
         "REDIS_URL": "rediss://:pw@addon:6380",
         "STORE_KEY_PREFIX": "prod:",
         "STORE_RETENTION_HOURS": "48",

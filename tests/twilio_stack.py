@@ -16,7 +16,7 @@ from adapter.flow import CallRecord, FlowPolicy, Router
 from adapter.flow.routing import default_router
 from adapter.sandbox import SandboxServer
 from adapter.serving import BackgroundServer
-from adapter.store import CallStore, open_store
+from adapter.store import CallStore, StoreOptions, open_store
 from adapter.twilio.settings import Destination, TwilioSettings
 from adapter.web import WebSettings, create_app
 from tests.conftest import settings_for
@@ -131,11 +131,15 @@ def start_stack(
     tmp_path: Path,
     store_name: str = "calls.sqlite3",
     router: Router = default_router,
+    *,
+    store_url: str | None = None,
+    store_options: StoreOptions | None = None,
     **twilio: Any,
 ) -> Stack:
-    """Serve the app for ``sandbox`` with a SQLite store under ``tmp_path``."""
-    store_url = f"sqlite:///{tmp_path / store_name}"
-    store = open_store(store_url)
+    """Serve the app for ``sandbox`` with a SQLite store under ``tmp_path`` (or the store
+    ``store_url`` names)."""
+    store_url = store_url or f"sqlite:///{tmp_path / store_name}"
+    store = open_store(store_url, store_options)
     settings = web_settings(sandbox.url, store_url, router=router, **twilio)
     web = BackgroundServer(create_app(settings, store=store)).start()
     http = httpx.Client(timeout=30)

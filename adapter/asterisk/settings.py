@@ -47,7 +47,7 @@ class WorkerSettings:
     flow: FlowPolicy
     country: str = "US"
     task_name: str | None = None
-    store_url: str = DEFAULT_STORE_URL
+    store_url: str = field(default=DEFAULT_STORE_URL, repr=False)  # may hold a password
     store_options: StoreOptions = field(default_factory=StoreOptions)
     router: Router = default_router
     # Active-active workers (Redis store): how long a dead worker's calls stay leased.
@@ -62,14 +62,15 @@ class WorkerSettings:
             reader.problems.append(
                 f"TRANSFER_COUNTRY must be an ISO 3166 alpha-2 code, got {country!r}"
             )
+        flow = FlowPolicy.read(reader)
         settings = cls(
             ami=AmiSettings.read(reader),
             genagent=GenAgentSettings.read(reader),
-            flow=FlowPolicy.read(reader),
+            flow=flow,
             country=country,
             task_name=reader.text("GA_TASK_NAME"),
             store_url=read_store_url(reader),
-            store_options=StoreOptions.read(reader),
+            store_options=StoreOptions.read(reader, flow.retention_hours),
             router=read_router(reader),
             lease_ttl=reader.number("LEASE_TTL", 3.0, minimum=1, maximum=10),
         )

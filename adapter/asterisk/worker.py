@@ -34,6 +34,7 @@ from adapter.flow.model import RouteKind
 from adapter.genagent import AsyncGenAgentClient
 from adapter.observe.masking import safe_id
 from adapter.store import CallStore, StoreError, open_store
+from adapter.store.shared_limit import shared_limit_for
 
 log = logging.getLogger("adapter.asterisk")
 
@@ -124,7 +125,10 @@ class AsteriskWorker:
             if self._store is None:
                 store.close()
             raise StartupError(str(exc)) from None
-        client = self._client or AsyncGenAgentClient(self.settings.genagent)
+        client = self._client or AsyncGenAgentClient(
+            self.settings.genagent,
+            shared_limit=shared_limit_for(store, self.settings.genagent.max_requests_per_second),
+        )
         self.flow = AsyncTransferFlow(client, store, self.settings.flow, self.settings.router)
         keeper = asyncio.get_running_loop().create_task(self._keep_leases())
         delay = 0.5

@@ -35,6 +35,7 @@ from adapter.genagent.models import (
     TransferStatus,
     TransferType,
 )
+from adapter.genagent.ratelimit import SharedWindow
 from adapter.genagent.requests import (
     PhoneNumberTransferRequest,
     SipTransferRequest,
@@ -69,6 +70,7 @@ __all__ = [
     "ReturnTransferType",
     "ServerError",
     "ServiceUnavailableError",
+    "SharedWindow",
     "SipSettings",
     "SipTransferRequest",
     "TransferKind",

@@ -36,7 +36,7 @@ from adapter.genagent.protocol import (
     transfer_path,
     transport_error,
 )
-from adapter.genagent.ratelimit import AsyncRateLimiter, RateLimiter
+from adapter.genagent.ratelimit import AsyncRateLimiter, RateLimiter, SharedWindow
 from adapter.genagent.requests import TransferRequest
 from adapter.genagent.retry import Deadline, RetryPolicy, as_deadline
 
@@ -124,9 +124,10 @@ class GenAgentClient(_ClientBase):
         *,
         transport: httpx.BaseTransport | None = None,
         policy: RetryPolicy | None = None,
+        shared_limit: SharedWindow | None = None,
     ) -> None:
         super().__init__(settings, policy)
-        self._limiter = RateLimiter(settings.max_requests_per_second)
+        self._limiter = RateLimiter(settings.max_requests_per_second, shared=shared_limit)
         self._http = httpx.Client(transport=transport, **self._http_options())
 
     def create_transfer(
@@ -194,9 +195,10 @@ class AsyncGenAgentClient(_ClientBase):
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         policy: RetryPolicy | None = None,
+        shared_limit: SharedWindow | None = None,
     ) -> None:
         super().__init__(settings, policy)
-        self._limiter = AsyncRateLimiter(settings.max_requests_per_second)
+        self._limiter = AsyncRateLimiter(settings.max_requests_per_second, shared=shared_limit)
         self._http = httpx.AsyncClient(transport=transport, **self._http_options())
 
     async def create_transfer(

@@ -4,6 +4,9 @@ ASAPP documents a spike limit of about 100 requests/s. Rather than collect 429s
 when a burst of callers arrives together, each request reserves a start slot here;
 a request whose slot would fall after its deadline is refused at once instead.
 The window logic is pure; the sync and async front-ends only sleep.
+
+A deployment of several processes passes a ``SharedWindow`` (one window for all of them,
+e.g. kept in Redis) so the limit holds for the whole deployment, not per process.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import asyncio
 import threading
 import time
 from collections import deque
+from typing import Protocol
 
 from adapter.genagent.errors import ApiTimeoutError
 from adapter.genagent.retry import Clock, Deadline
@@ -40,37 +44,67 @@ class SlidingWindow:
         return start
 
 
+class SharedWindow(Protocol):
+    """A start window shared by several processes; thread-safe, may block briefly."""
+
+    def reserve_delay(self, within: float) -> float | None:
+        """Reserve the earliest start slot; the seconds to wait for it, or None if it is
+        more than ``within`` seconds away."""
+
+
 class RateLimiter:
     """Thread-safe limiter for the synchronous client."""
 
-    def __init__(self, per_second: int, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self,
+        per_second: int,
+        clock: Clock = time.monotonic,
+        shared: SharedWindow | None = None,
+    ) -> None:
         self._window = SlidingWindow(per_second)
         self._lock = threading.Lock()
         self._clock = clock
+        self._shared = shared
 
     def acquire(self, deadline: Deadline) -> None:
         """Wait for a start slot; ApiTimeoutError if none is free before the deadline."""
-        with self._lock:
-            now = self._clock()
-            start = self._window.reserve(now, now + deadline.remaining())
-        if start is None:
+        if self._shared is not None:
+            delay = self._shared.reserve_delay(deadline.remaining())
+        else:
+            with self._lock:
+                delay = _local_delay(self._window, self._clock(), deadline)
+        if delay is None:
             raise ApiTimeoutError("deadline reached while waiting for the client rate limit")
-        if start > now:
-            time.sleep(start - now)
+        if delay > 0:
+            time.sleep(delay)
 
 
 class AsyncRateLimiter:
     """Limiter for the asyncio client (one event loop; no lock needed)."""
 
-    def __init__(self, per_second: int, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self,
+        per_second: int,
+        clock: Clock = time.monotonic,
+        shared: SharedWindow | None = None,
+    ) -> None:
         self._window = SlidingWindow(per_second)
         self._clock = clock
+        self._shared = shared
 
     async def acquire(self, deadline: Deadline) -> None:
         """Wait for a start slot; ApiTimeoutError if none is free before the deadline."""
-        now = self._clock()
-        start = self._window.reserve(now, now + deadline.remaining())
-        if start is None:
+        if self._shared is not None:
+            # A network round trip: off the event loop, which other calls share.
+            delay = await asyncio.to_thread(self._shared.reserve_delay, deadline.remaining())
+        else:
+            delay = _local_delay(self._window, self._clock(), deadline)
+        if delay is None:
             raise ApiTimeoutError("deadline reached while waiting for the client rate limit")
-        if start > now:
-            await asyncio.sleep(start - now)
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+def _local_delay(window: SlidingWindow, now: float, deadline: Deadline) -> float | None:
+    start = window.reserve(now, now + deadline.remaining())
+    return None if start is None else start - now

@@ -30,11 +30,12 @@ class StoreOptions:
         return self.retention_hours * 3600.0
 
     @classmethod
-    def read(cls, env: EnvReader) -> StoreOptions:
-        """Read the STORE_* options; problems are collected in ``env``."""
+    def read(cls, env: EnvReader, retention_hours: float = 24.0) -> StoreOptions:
+        """Read the STORE_* options; problems are collected in ``env``. The retention
+        (STORE_RETENTION_HOURS) is the flow policy's, which reads it once for both."""
         return cls(
             key_prefix=env.text("STORE_KEY_PREFIX", DEFAULT_KEY_PREFIX) or DEFAULT_KEY_PREFIX,
-            retention_hours=env.number("STORE_RETENTION_HOURS", 24.0, minimum=0.01, maximum=8760),
+            retention_hours=retention_hours,
             tls_verify=env.boolean("STORE_TLS_VERIFY", True),
             timeout=env.number("STORE_TIMEOUT", 1.0, minimum=0.05, maximum=10),
         )

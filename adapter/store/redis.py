@@ -23,6 +23,7 @@ the URL's password ever appears in a message.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from adapter.observe.masking import mask_url
 from adapter.store.base import CallStore, StaleWriteError, Stored, StoreError, StoreUnavailableError
 from adapter.store.codec import check_id, check_limit, decode, encode
 from adapter.store.options import StoreOptions
@@ -83,6 +85,8 @@ redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1])
 return deleted
 """
 
+log = logging.getLogger("adapter.store.redis")
+
 _PAGE = 200
 _FIELDS = ("v", "a", "t", "d")
 
@@ -115,9 +119,15 @@ class RedisCallStore(CallStore):
         self._active_key = f"{self.prefix}active"
         self._recent_key = f"{self.prefix}recent"
         self._closed = False
+        log.info("call store: Redis at %s, key prefix %r", mask_url(url), self.prefix)
 
     def __repr__(self) -> str:
         return f"RedisCallStore(prefix={self.prefix!r})"
+
+    @property
+    def client(self) -> redis.Redis:
+        """The pooled client, for other state the deployment shares (the API rate limit)."""
+        return self._redis
 
     def get(self, call_id: str) -> Stored | None:
         check_id(call_id)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.twilio_webhook import REPO
+from bench.voice_webhook.processes import REPO
 
 RESULTS_FILE = REPO / "bench" / "results" / "asterisk_worker.md"
 RESULTS_FILE_SHARED = REPO / "bench" / "results" / "asterisk_workers_redis.md"

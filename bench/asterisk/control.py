@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from bench.twilio_webhook import HOST
+from bench.voice_webhook.processes import HOST
 
 
 class BenchError(Exception):

@@ -14,7 +14,7 @@ from bench.asterisk.config import ENTRY_FILES, LIBRARY_ENTRIES, PROFILE_RATE, WA
 from bench.asterisk.control import tail
 from bench.asterisk.rig import Rig
 from bench.asterisk.waves import print_wave
-from bench.twilio_webhook import spawn, stop
+from bench.voice_webhook.processes import spawn, stop
 
 
 def profile_wave(rig: Rig, number: int) -> str:

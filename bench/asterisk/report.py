@@ -23,7 +23,7 @@ from bench.asterisk.config import (
 )
 from bench.asterisk.machine import ProcStatus
 from bench.asterisk.waves import Summary, Wave
-from bench.twilio_webhook import machine_description, version_of
+from bench.voice_webhook.report import machine_description, version_of
 
 
 @dataclass

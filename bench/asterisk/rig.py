@@ -26,7 +26,7 @@ from bench.asterisk.config import (
 from bench.asterisk.control import BenchError, Control, tail
 from bench.asterisk.machine import ProcStatus, StallWatch, machine_major_faults, major_faults
 from bench.asterisk.waves import Wave, analyse
-from bench.twilio_webhook import (
+from bench.voice_webhook.processes import (
     CLOCK_TICKS,
     HOST,
     MachineCpu,
