@@ -14,6 +14,7 @@ from adapter.flow import Outcome
 from adapter.sandbox import SandboxServer
 from adapter.store import StoreOptions
 from tests.asterisk_rig import AGENT, SYSTEM, Rig
+from tests.fake_ami.harness import Client, async_test
 from tests.fake_ami.pbx import Caller
 from tests.fake_ami.server import FakeAsterisk
 from tests.worker_processes import process_test, shared_rig, start_worker, wait_for_logins
@@ -52,6 +53,23 @@ def setvars(fake: FakeAsterisk, caller: Caller) -> Counter[str]:
         for a in fake.actions_named("Setvar")
         if a.get("Channel") == caller.uniqueid
     )
+
+
+@async_test
+async def test_the_fake_sends_every_event_to_every_logged_in_session() -> None:
+    async with (
+        FakeAsterisk() as fake,
+        Client(fake, "genagent-adapter", "worker-secret") as first,
+        Client(fake, "genagent-adapter", "worker-secret") as second,
+    ):
+        caller = fake.new_caller({"GA_TASK": "billing"})
+        caller.hand_off()
+        for client in (first, second):
+            event = await client.wait_for_event("GenerativeAgentTransfer", Uniqueid=caller.uniqueid)
+            assert event.get("Channel") == caller.name
+        await caller.hang_up()
+        for client in (first, second):
+            await client.wait_for_event("Hangup", Uniqueid=caller.uniqueid)
 
 
 @process_test
