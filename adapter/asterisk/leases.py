@@ -49,8 +49,9 @@ class CallLeases(ABC):
 
     @abstractmethod
     async def acquire(self, call_id: str) -> bool:
-        """Take the call's lease, or keep it if this worker holds it; False if another
-        worker holds it. LeaseError if the backend cannot answer."""
+        """Take the call's lease (True at once if this worker holds it: ``fence`` checks
+        the lease again before any action); False if another worker holds it. LeaseError
+        if the backend cannot answer."""
 
     @abstractmethod
     async def fence(self, call_id: str, decision: str) -> Fence:

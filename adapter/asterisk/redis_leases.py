@@ -193,7 +193,9 @@ class RedisLeases(CallLeases):
         return f"{self.prefix}acted:{call_id}"
 
     async def acquire(self, call_id: str) -> bool:
-        token = self._tokens.get(call_id) or f"{self.owner}:{next(self._counter)}"
+        if call_id in self._tokens:
+            return True  # renewed in the background; the fence checks it before any action
+        token = f"{self.owner}:{next(self._counter)}"
         keys = [self._lease(call_id), self._registry]
         granted = await self._call(self._acquire, keys, [token, self.ttl_ms, call_id])
         if granted == 1:
