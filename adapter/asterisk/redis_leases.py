@@ -19,6 +19,7 @@ with replicas), not Redis Cluster.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 import os
@@ -39,9 +40,16 @@ from adapter.store import StoreOptions
 # How long a decision is remembered: far longer than any event can arrive late.
 ACTED_TTL_MS = 15 * 60 * 1000
 _RENEW_BATCH = 500
-# Scripts take microseconds: a few connections serve a worker's whole event loop, and a
-# burst of hand-offs waits for one instead of opening dozens at once.
-_POOL_SIZE = 8
+# Scripts take microseconds: a few dozen connections serve a worker's whole event loop,
+# and a burst of hand-offs waits for one instead of opening hundreds at once. Waiting for
+# a free connection is local contention, not a Redis failure: it may take longer than a
+# command may.
+_POOL_SIZE = 32
+_POOL_WAIT = 5.0
+# A claim or a fence that fails is tried again this many times, this far apart, before
+# the call is left to the dialplan's safety timeout (a busy machine, a Redis fail-over).
+_TRIES = 3
+_PAUSE = 0.2
 # How long a worker that is not a call's preferred one waits before claiming it.
 CLAIM_GRACE = 0.2
 
@@ -159,7 +167,7 @@ class RedisLeases(CallLeases):
         pool = aioredis.BlockingConnectionPool.from_url(
             url,
             max_connections=_POOL_SIZE,
-            timeout=options.timeout,
+            timeout=max(options.timeout, _POOL_WAIT),
             socket_timeout=options.timeout,
             socket_connect_timeout=options.connect_timeout,
             retry=retry,
@@ -197,7 +205,9 @@ class RedisLeases(CallLeases):
             return True  # renewed in the background; the fence checks it before any action
         token = f"{self.owner}:{next(self._counter)}"
         keys = [self._lease(call_id), self._registry]
-        granted = await self._call(self._acquire, keys, [token, self.ttl_ms, call_id])
+        # Tried again with the same token: a retry of an acquisition that was applied
+        # (its answer lost) finds the lease ours.
+        granted = await self._persist(self._acquire, keys, [token, self.ttl_ms, call_id])
         if granted == 1:
             self._tokens[call_id] = token
             return True
@@ -210,7 +220,7 @@ class RedisLeases(CallLeases):
             return Fence.LEASE_LOST
         keys = [self._lease(call_id), self._acted(call_id)]
         mark = f"{token}#{secrets.token_hex(4)}"
-        answer = await self._call(self._fence, keys, [token, decision, ACTED_TTL_MS, mark])
+        answer = await self._persist(self._fence, keys, [token, decision, ACTED_TTL_MS, mark])
         if answer == 1:
             return Fence.GRANTED
         if answer == 0:
@@ -270,6 +280,15 @@ class RedisLeases(CallLeases):
         finally:
             self._tokens.clear()
             await self._redis.aclose()
+
+    async def _persist(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        """``_call``, tried up to _TRIES times: for the calls a caller waits on."""
+        for _ in range(_TRIES - 1):
+            try:
+                return await self._call(script, keys, args)
+            except LeaseError:
+                await asyncio.sleep(_PAUSE)
+        return await self._call(script, keys, args)
 
     @staticmethod
     async def _call(script: Any, keys: list[str], args: list[Any]) -> Any:

@@ -56,6 +56,8 @@ _DIAL_RESULTS = {
     "CANCEL": DialResult.CALLER_HUNG_UP,
 }
 _VAR_NAME = re.compile(r"[^A-Za-z0-9_]")
+# Calls remembered as another worker's (a hang-up that was missed must not leak memory).
+_ELSEWHERE_MAX = 20_000
 # What the IVR may set before the hand-off (besides GA_IV_<name>).
 _CONTEXT_VARIABLES = ("GA_TASK", "GA_CONVERSATION_ID", "GA_COUNTRY")
 
@@ -108,6 +110,9 @@ class AsteriskWorker:
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._stopping = asyncio.Event()
         self.leases: CallLeases | None = None
+        # Calls another worker holds, until they hang up: their dial ends are not ours
+        # (if that worker dies, the orphan scan hands them over). Oldest first, bounded.
+        self._elsewhere: dict[str, None] = {}
 
     # --- life cycle --------------------------------------------------------------------
 
@@ -253,13 +258,14 @@ class AsteriskWorker:
         if name == HANDOFF_EVENT:
             linkedid = first(event.get("Linkedid")) or uniqueid
             self._spawn(uniqueid, self._handoff(uniqueid, linkedid))
-        elif name == RETURNED_EVENT:
+        elif name == RETURNED_EVENT and uniqueid not in self._elsewhere:
             status = first(event.get("DialStatus"))
             transfer_id = first(event.get("TransferId"))
             self._spawn(uniqueid, self._returned(uniqueid, status, transfer_id))
 
     def _on_hangup(self, event: Message) -> None:
         uniqueid = first(event.get("Uniqueid"))
+        self._elsewhere.pop(uniqueid, None)
         if uniqueid in self.calls:
             self._spawn(
                 uniqueid, self._ended(uniqueid, f"hangup cause {first(event.get('Cause'))}")
@@ -396,8 +402,12 @@ class AsteriskWorker:
             if delay := self.leases.claim_delay(uniqueid):
                 await asyncio.sleep(delay)  # its preferred worker should claim it first
             if await self.leases.acquire(uniqueid):
+                self._elsewhere.pop(uniqueid, None)
                 return True
             log.debug("call %s: another worker holds it", safe_id(uniqueid))
+            self._elsewhere[uniqueid] = None
+            if len(self._elsewhere) > _ELSEWHERE_MAX:
+                del self._elsewhere[next(iter(self._elsewhere))]
         except LeaseError as exc:
             log.error("call %s: %s; the dialplan's timeout will route it", safe_id(uniqueid), exc)
         self.calls.discard(uniqueid)
