@@ -83,11 +83,14 @@ class CallTrack:
     ended_at: float | None = None
     actions: int = 0
     errors: list[str] = field(default_factory=list)
-    # Every decision's actions, to tell one carried out twice (by one worker or two).
-    redirects: list[str] = field(default_factory=list)
-    number_setvars: int = 0  # GA_TRANSFER_NUMBER: once per dial decision
-    type_setvars: int = 0  # GA_TRANSFER_TYPE: once per route decision
+    # Every decision's actions, to tell one carried out twice (by one worker or two):
+    # each Redirect as "<context> <GA_TRANSFER_ID set before it>" (a retry is a new
+    # transfer, so a new decision), and Setvars of one variable repeated before a Redirect.
+    decisions: list[str] = field(default_factory=list)
+    repeated_setvars: int = 0
     acting_sessions: list[int] = field(default_factory=list)  # AMI sessions, first first
+    _transfer_id: str = ""
+    _set_since_redirect: list[str] = field(default_factory=list)
 
 
 class _IndexedChannels(list[Channel]):
@@ -243,11 +246,15 @@ class BenchAsterisk(FakeAsterisk):
         if session.id not in track.acting_sessions:
             track.acting_sessions.append(session.id)
         if name == "redirect":
-            track.redirects.append(message.get("Context"))
-        elif message.get("Variable") == "GA_TRANSFER_NUMBER":
-            track.number_setvars += 1
-        elif message.get("Variable") == "GA_TRANSFER_TYPE":
-            track.type_setvars += 1
+            track.decisions.append(f"{message.get('Context')} {track._transfer_id}")
+            track._set_since_redirect.clear()
+            return
+        variable = message.get("Variable")
+        if variable in track._set_since_redirect:
+            track.repeated_setvars += 1
+        track._set_since_redirect.append(variable)
+        if variable == "GA_TRANSFER_ID":
+            track._transfer_id = message.get("Value")
 
     def _on_action(self, track: CallTrack, name: str, message: Message, now: float) -> None:
         track.actions += 1

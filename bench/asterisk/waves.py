@@ -151,13 +151,10 @@ def analyse(
 
 
 def _acted_twice(call: dict[str, Any]) -> bool:
-    """One dial, one route: each Redirect and each decision's Setvar at most once."""
-    redirects: list[str] = call["redirects"]
-    return (
-        len(redirects) != len(set(redirects))
-        or call["number_setvars"] > 1
-        or call["type_setvars"] > 1
-    )
+    """A decision's Redirect sent twice (same context, same transfer), or one of its
+    Setvars repeated before its Redirect."""
+    decisions: list[str] = call["decisions"]
+    return len(decisions) != len(set(decisions)) or call["repeated_setvars"] > 0
 
 
 def _api_seconds(spans: list[tuple[float, float]], after: float, before: float) -> float | None:
