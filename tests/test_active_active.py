@@ -9,6 +9,8 @@ import asyncio
 from collections import Counter
 from pathlib import Path
 
+import redis
+
 from adapter.demo.simulator import AgentLeg
 from adapter.flow import Outcome
 from adapter.sandbox import SandboxServer
@@ -117,10 +119,8 @@ async def _records_settled(rig: Rig, calls: list[tuple[Caller, list[str], str | 
             assert record.outcome is Outcome.CALLER_HUNG_UP
 
 
-async def _no_leases_left(client: object, prefix: str) -> None:
-    import redis
-
-    assert isinstance(client, redis.Redis)
+async def _no_leases_left(client: redis.Redis, prefix: str) -> None:
+    """Every lease released and the registry empty (waits for the last hang-ups)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 10
     while client.zcard(f"{prefix}leases") or list(client.scan_iter(f"{prefix}lease:*")):
@@ -148,8 +148,8 @@ async def test_a_worker_killed_mid_call_leaves_its_calls_to_the_other(
         victim.kill()
         await victim.process.wait()
 
-        # One of its callers hangs up while nobody holds the call; the rest talk to
-        # GenerativeAgent, who hangs up: the dialplan reports it to both... one is dead.
+        # One of its callers hangs up while its worker is dead; for the others
+        # GenerativeAgent hangs up, and their dial ends reach only the survivor.
         gone, *finishing = orphaned
         await gone.hang_up()
         agent_answers.set()
