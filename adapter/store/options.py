@@ -27,6 +27,7 @@ class StoreOptions:
 
     @property
     def retention_seconds(self) -> float:
+        """The retention period in seconds: a record's time to live after each write."""
         return self.retention_hours * 3600.0
 
     @classmethod

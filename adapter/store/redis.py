@@ -159,7 +159,7 @@ class RedisCallStore(CallStore):
         check_limit(limit)
         floor = time.time() - self.options.retention_seconds
         low = floor if since is None else max(since, floor)
-        found: list[Stored] = []
+        found: dict[str, Stored] = {}
         offset = 0
         while len(found) < limit:
             with self._use():
@@ -176,14 +176,16 @@ class RedisCallStore(CallStore):
                     pipe.hmget(self._key(call_id), *_FIELDS)
                 rows = pipe.execute()
             offset += len(ids)
-            # A record may have expired before its index entry was trimmed: skip it.
-            found.extend(
-                record
-                for call_id, fields in zip(ids, rows, strict=True)
-                if (record := _record(call_id, fields)) is not None
-            )
-        found.sort(key=lambda record: record.updated_at, reverse=True)
-        return found[:limit]
+            # A record may have expired before its index entry was trimmed: skip it. One
+            # written again between two pages may come twice: keep its newest state.
+            for call_id, fields in zip(ids, rows, strict=True):
+                record = _record(call_id, fields)
+                if record is not None and (
+                    call_id not in found or found[call_id].updated_at < record.updated_at
+                ):
+                    found[call_id] = record
+        newest_first = sorted(found.values(), key=lambda record: record.updated_at, reverse=True)
+        return newest_first[:limit]
 
     def purge(self, older_than_seconds: float) -> int:
         """Delete records not written for ``older_than_seconds`` at once; expiry does the
