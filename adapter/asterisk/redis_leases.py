@@ -6,8 +6,8 @@ Keys, under the store's prefix:
   only by the holder (Lua compare-and-extend, compare-and-delete);
 - ``leases``: a sorted set of leased calls scored by when their lease runs out, so a
   survivor finds the calls of a dead worker without scanning the keyspace;
-- ``acted:<call>``: a hash of the decisions carried out on the call, each written once
-  (HSETNX) and only by the lease's holder;
+- ``acted:<call>``: a hash of the decisions carried out on the call, each recorded once
+  (with the mark of the fence that recorded it) and only by the lease's holder;
 - ``workers``: a sorted set of the workers alive, scored by when their membership runs
   out. Each call has a preferred worker among them (rendezvous hashing), which claims a
   new call at once while the others wait ``CLAIM_GRACE``: the calls are spread evenly,
@@ -34,12 +34,22 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from adapter.asterisk.lease_scripts import (
+    ACQUIRE,
+    FENCE,
+    HAND_OVER,
+    MEMBERS,
+    ORPHANS,
+    RELEASE,
+    RENEW,
+    UNFENCE,
+)
 from adapter.asterisk.leases import CallLeases, Fence, LeaseError
 from adapter.store import StoreOptions
 
 # How long a decision is remembered: far longer than any event can arrive late.
 ACTED_TTL_MS = 15 * 60 * 1000
-_RENEW_BATCH = 500
+RENEW_BATCH = 500
 # Scripts take microseconds: a few dozen connections serve a worker's whole event loop,
 # and a burst of hand-offs waits for one instead of opening hundreds at once. Waiting for
 # a free connection is local contention, not a Redis failure: it may take longer than a
@@ -52,107 +62,6 @@ _TRIES = 3
 _PAUSE = 0.2
 # How long a worker that is not a call's preferred one waits before claiming it.
 CLAIM_GRACE = 0.2
-
-_NOW_MS = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
-
-# KEYS: lease, registry. ARGV: token, ttl ms, call id.
-_ACQUIRE = (
-    _NOW_MS
-    + """
-local held = redis.call('GET', KEYS[1])
-if held and held ~= ARGV[1] then return 0 end
-if held then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-else
-  redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
-end
-redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[3])
-return 1
-"""
-)
-
-# KEYS: registry, lease 1..n. ARGV: ttl ms, token 1..n, call id 1..n. Returns lost calls.
-_RENEW = (
-    _NOW_MS
-    + """
-local n = #KEYS - 1
-local lost = {}
-for i = 1, n do
-  if redis.call('GET', KEYS[i + 1]) == ARGV[i + 1] then
-    redis.call('PEXPIRE', KEYS[i + 1], ARGV[1])
-    redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), ARGV[n + i + 1])
-  else
-    lost[#lost + 1] = ARGV[n + i + 1]
-  end
-end
-return lost
-"""
-)
-
-# KEYS: lease, registry. ARGV: token, call id. A clean stop: an orphan at once.
-_HAND_OVER = (
-    _NOW_MS
-    + """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1])
-redis.call('ZADD', KEYS[2], now, ARGV[2])
-return 1
-"""
-)
-
-# KEYS: workers. ARGV: this worker, ttl ms. Returns the workers alive.
-_MEMBERS = (
-    _NOW_MS
-    + """
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 60000)
-return redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')
-"""
-)
-
-# KEYS: lease, acted. ARGV: token, decision, acted ttl ms, this fence's mark (token#nonce).
-# 1 granted, 0 acted, -1 lost. The mark makes a retried call (a reply lost on a broken
-# connection) idempotent, while a replay of the decision, with a new mark, is refused.
-_FENCE = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
-local mark = redis.call('HGET', KEYS[2], ARGV[2])
-if mark == ARGV[4] then return 1 end
-if mark then return 0 end
-redis.call('HSET', KEYS[2], ARGV[2], ARGV[4])
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
-return 1
-"""
-
-# KEYS: acted. ARGV: decision, token.
-_UNFENCE = """
-local mark = redis.call('HGET', KEYS[1], ARGV[1])
-if mark and string.sub(mark, 1, #ARGV[2] + 1) == ARGV[2] .. '#' then
-  redis.call('HDEL', KEYS[1], ARGV[1])
-end
-return 1
-"""
-
-# KEYS: lease, registry. ARGV: token, call id.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1])
-redis.call('ZREM', KEYS[2], ARGV[2])
-return 1
-"""
-
-# KEYS: registry. ARGV: lease key prefix, limit. Registered calls past their lease's end
-# whose lease key is gone (a lease renewed late keeps its key: it is not an orphan).
-_ORPHANS = (
-    _NOW_MS
-    + """
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
-local free = {}
-for _, id in ipairs(ids) do
-  if redis.call('EXISTS', ARGV[1] .. id) == 0 then free[#free + 1] = id end
-end
-return free
-"""
-)
 
 
 class RedisLeases(CallLeases):
@@ -184,15 +93,15 @@ class RedisLeases(CallLeases):
         self._registry = f"{self.prefix}leases"
         self._workers = f"{self.prefix}workers"
         self._members: list[str] = []
-        self._acquire = self._redis.register_script(_ACQUIRE)
-        self._renew = self._redis.register_script(_RENEW)
-        self._fence = self._redis.register_script(_FENCE)
-        self._unfence = self._redis.register_script(_UNFENCE)
-        self._release = self._redis.register_script(_RELEASE)
-        self._orphans = self._redis.register_script(_ORPHANS)
-        self._hand_over = self._redis.register_script(_HAND_OVER)
+        self._acquire = self._redis.register_script(ACQUIRE)
+        self._renew = self._redis.register_script(RENEW)
+        self._fence = self._redis.register_script(FENCE)
+        self._unfence = self._redis.register_script(UNFENCE)
+        self._release = self._redis.register_script(RELEASE)
+        self._orphans = self._redis.register_script(ORPHANS)
+        self._hand_over = self._redis.register_script(HAND_OVER)
         self._leave = self._redis.register_script("return redis.call('ZREM', KEYS[1], ARGV[1])")
-        self._members_script = self._redis.register_script(_MEMBERS)
+        self._members_script = self._redis.register_script(MEMBERS)
 
     def _lease(self, call_id: str) -> str:
         return f"{self.prefix}lease:{call_id}"
@@ -242,8 +151,8 @@ class RedisLeases(CallLeases):
     async def renew(self) -> set[str]:
         lost: set[str] = set()
         held = list(self._tokens.items())
-        for start in range(0, len(held), _RENEW_BATCH):
-            batch = held[start : start + _RENEW_BATCH]
+        for start in range(0, len(held), RENEW_BATCH):
+            batch = held[start : start + RENEW_BATCH]
             keys = [self._registry, *(self._lease(call_id) for call_id, _ in batch)]
             args: list[Any] = [self.ttl_ms, *(t for _, t in batch), *(c for c, _ in batch)]
             answer = await self._call(self._renew, keys, args)

@@ -21,18 +21,12 @@ from typing import Any
 from panoramisk.message import Message
 
 from adapter.asterisk.ami import AmiError, AmiSession, ChannelGone, SessionClosed, first
-from adapter.asterisk.leases import (
-    CallLeases,
-    Fence,
-    LeaseError,
-    SecondWorkerError,
-    open_leases,
-)
+from adapter.asterisk.leases import CallLeases, SecondWorkerError, open_leases
 from adapter.asterisk.settings import WorkerSettings
+from adapter.asterisk.sharing import CallSharing, decision_key
 from adapter.flow import AsyncTransferFlow, CallStart, Dial, DialResult, Hangup, Route, Step
 from adapter.flow.model import RouteKind
 from adapter.genagent import AsyncGenAgentClient
-from adapter.observe.masking import safe_id
 from adapter.store import CallStore, StoreError, open_store
 from adapter.store.shared_limit import shared_limit_for
 
@@ -56,8 +50,6 @@ _DIAL_RESULTS = {
     "CANCEL": DialResult.CALLER_HUNG_UP,
 }
 _VAR_NAME = re.compile(r"[^A-Za-z0-9_]")
-# Calls remembered as another worker's (a hang-up that was missed must not leak memory).
-_ELSEWHERE_MAX = 20_000
 # What the IVR may set before the hand-off (besides GA_IV_<name>).
 _CONTEXT_VARIABLES = ("GA_TASK", "GA_CONVERSATION_ID", "GA_COUNTRY")
 
@@ -89,7 +81,7 @@ def route_variables(route: Route) -> dict[str, str]:
     return variables
 
 
-class AsteriskWorker:
+class AsteriskWorker(CallSharing):
     """Hands Asterisk callers to GenerativeAgent and routes them back."""
 
     def __init__(
@@ -110,9 +102,7 @@ class AsteriskWorker:
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._stopping = asyncio.Event()
         self.leases: CallLeases | None = None
-        # Calls another worker holds, until they hang up: their dial ends are not ours
-        # (if that worker dies, the orphan scan hands them over). Oldest first, bounded.
-        self._elsewhere: dict[str, None] = {}
+        self._elsewhere: dict[str, None] = {}  # calls other workers hold (sharing.py)
 
     # --- life cycle --------------------------------------------------------------------
 
@@ -393,79 +383,7 @@ class AsteriskWorker:
             raise AmiError("no AMI session")
         return session
 
-    # --- calls shared between workers (adapter/asterisk/leases.py) ---------------------
-
-    async def _claim(self, uniqueid: str) -> bool:
-        """Whether this worker acts on the call: its lease is ours, or now taken."""
-        assert self.leases is not None
-        try:
-            if delay := self.leases.claim_delay(uniqueid):
-                await asyncio.sleep(delay)  # its preferred worker should claim it first
-            if await self.leases.acquire(uniqueid):
-                self._elsewhere.pop(uniqueid, None)
-                return True
-            log.debug("call %s: another worker holds it", safe_id(uniqueid))
-            self._elsewhere[uniqueid] = None
-            if len(self._elsewhere) > _ELSEWHERE_MAX:
-                del self._elsewhere[next(iter(self._elsewhere))]
-        except LeaseError as exc:
-            log.error("call %s: %s; the dialplan's timeout will route it", safe_id(uniqueid), exc)
-        self.calls.discard(uniqueid)
-        return False
-
-    async def _release(self, uniqueid: str) -> None:
-        assert self.leases is not None
-        try:
-            await self.leases.release(uniqueid)
-        except LeaseError as exc:
-            log.warning("call %s: %s; its lease will run out", safe_id(uniqueid), exc)
-
-    async def _fence(self, uniqueid: str, step: Dial | Route, decision: str) -> bool:
-        """Whether to carry ``step`` out: nobody has, and the lease is still ours."""
-        assert self.leases is not None
-        try:
-            fence = await self.leases.fence(uniqueid, decision)
-        except LeaseError as exc:
-            log.error("call %s: %s; the dialplan's timeout will route it", safe_id(uniqueid), exc)
-            return False
-        if fence is Fence.GRANTED:
-            return True
-        if fence is Fence.LEASE_LOST:
-            log.warning("call %s: another worker took the call over", safe_id(uniqueid))
-            self.calls.discard(uniqueid)
-        elif not isinstance(step, Dial):
-            self.calls.discard(uniqueid)  # routed already: the call has left our hands
-        return False
-
-    async def _unfence(self, uniqueid: str, decision: str) -> None:
-        assert self.leases is not None
-        with contextlib.suppress(LeaseError):
-            await self.leases.unfence(uniqueid, decision)
-
-    async def _keep(self, uniqueid: str) -> None:
-        """A call in flight found by the resynchronisation: ours now (the lease is)."""
-        self.calls.add(uniqueid)
-
-    async def _keep_leases(self) -> None:
-        """Every LEASE_TTL/3 while connected to AMI (without AMI the leases run out, so
-        that another worker can act): renew the leases, adopt orphaned calls."""
-        while True:
-            await self.ready.wait()
-            try:
-                await self._lease_tick()
-            except LeaseError as exc:
-                log.error("cannot renew the call leases: %s", exc)
-            except Exception:
-                log.exception("keeping the call leases failed")
-            await asyncio.sleep(self.settings.lease_ttl / 3)
-
-    async def _lease_tick(self) -> None:
-        assert self.leases is not None
-        for uniqueid in await self.leases.renew():
-            log.warning("call %s: its lease went to another worker", safe_id(uniqueid))
-            self.calls.discard(uniqueid)
-        if orphans := await self.leases.orphans():
-            await self._adopt(orphans)
+    # --- adopting the calls of a worker that died (see adapter/asterisk/sharing.py) ----
 
     async def _adopt(self, orphans: list[str]) -> None:
         try:
@@ -494,15 +412,6 @@ class AsteriskWorker:
                 await self._live_session().getvar(uniqueid, "GA_TRANSFER_ID")
             except ChannelGone:
                 await self._ended(uniqueid, "gone while its worker was down")
-
-
-def decision_key(uniqueid: str, step: Dial | Route) -> str:
-    """One name per flow decision, the same each time the decision is replayed."""
-    if isinstance(step, Dial):
-        return f"dial {step.transfer_id}"
-    if step.transfer_id:
-        return f"route {step.transfer_id}"
-    return f"route {uniqueid} {step.kind.value} {step.reason}"
 
 
 async def _or_fallback(uniqueid: str, decision: Awaitable[Step]) -> Step:
