@@ -42,7 +42,7 @@ class Rig:
     fake: FakeAsterisk
     sandbox: SandboxServer
     store: CallStore
-    worker: AsteriskWorker
+    worker: AsteriskWorker | None  # None when the workers run as processes
     http: httpx.AsyncClient
     legs: dict[str, list[AgentLeg]] = field(default_factory=dict)
     hang_ups: set[asyncio.Task[None]] = field(default_factory=set)

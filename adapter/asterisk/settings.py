@@ -84,6 +84,8 @@ class WorkerSettings:
     store_url: str = field(default=DEFAULT_STORE_URL, repr=False)  # may hold a password
     store_options: StoreOptions = field(default_factory=StoreOptions)
     router: Router = default_router
+    # Active-active workers (Redis store): how long a dead worker's calls stay leased.
+    lease_ttl: float = 3.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
@@ -104,6 +106,7 @@ class WorkerSettings:
             store_url=read_store_url(reader),
             store_options=StoreOptions.read(reader, flow.retention_hours),
             router=read_router(reader),
+            lease_ttl=reader.number("LEASE_TTL", 3.0, minimum=1, maximum=10),
         )
         reader.check()
         return settings

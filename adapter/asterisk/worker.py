@@ -21,9 +21,11 @@ from typing import Any
 
 from panoramisk.message import Message
 
-from adapter.asterisk.ami import AmiError, AmiSession, ChannelGone, first
+from adapter.asterisk.ami import AmiError, AmiSession, ChannelGone, SessionClosed, first
 from adapter.asterisk.connection import tls_context
+from adapter.asterisk.leases import CallLeases, SecondWorkerError, open_leases
 from adapter.asterisk.settings import WorkerSettings
+from adapter.asterisk.sharing import CallSharing, decision_key
 from adapter.flow import AsyncTransferFlow, CallStart, Dial, DialResult, Hangup, Hold, Route, Step
 from adapter.flow.model import RouteKind
 from adapter.genagent import AsyncGenAgentClient
@@ -102,7 +104,7 @@ def _text(value: object) -> str:
         return ""
 
 
-class AsteriskWorker:
+class AsteriskWorker(CallSharing):
     """Hands Asterisk callers to GenerativeAgent and routes them back."""
 
     def __init__(
@@ -123,17 +125,31 @@ class AsteriskWorker:
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._stopping = asyncio.Event()
         self._tls = tls_context(settings.ami)  # built (and warned about) once, at start-up
+        self.leases: CallLeases | None = None
+        self._elsewhere: dict[str, None] = {}  # calls other workers hold (sharing.py)
 
     # --- life cycle --------------------------------------------------------------------
 
     async def run(self) -> None:
         """Connect, check, resynchronise, process; reconnect with backoff until stopped."""
         store = self._store or open_store(self.settings.store_url, self.settings.store_options)
+        try:
+            self.leases = open_leases(
+                self.settings.store_url,
+                store,
+                self.settings.store_options,
+                ttl=self.settings.lease_ttl,
+            )
+        except SecondWorkerError as exc:
+            if self._store is None:
+                store.close()
+            raise StartupError(str(exc)) from None
         client = self._client or AsyncGenAgentClient(
             self.settings.genagent,
             shared_limit=shared_limit_for(store, self.settings.genagent.max_requests_per_second),
         )
         self.flow = AsyncTransferFlow(client, store, self.settings.flow, self.settings.router)
+        keeper = asyncio.get_running_loop().create_task(self._keep_leases())
         delay = 0.5
         first_session = True
         try:
@@ -154,7 +170,9 @@ class AsteriskWorker:
                 await self._sleep_unless_stopped(pause)
                 delay = min(delay * 2, self.settings.ami.reconnect_max)
         finally:
+            keeper.cancel()
             await self._drain()
+            await self.leases.close()
             self.flow.close()
             if self._client is None:
                 await client.aclose()
@@ -231,6 +249,7 @@ class AsteriskWorker:
                 self._spawn(uniqueid, self._handoff(uniqueid, linkedid))
             elif uniqueid in in_flight:
                 self.calls.add(uniqueid)
+                self._spawn(uniqueid, self._keep(uniqueid))
         log.info("resynchronised: %d channels live, %d calls in flight", len(live), len(in_flight))
 
     async def _drain(self) -> None:
@@ -252,13 +271,14 @@ class AsteriskWorker:
         if name == HANDOFF_EVENT:
             linkedid = first(event.get("Linkedid")) or uniqueid
             self._spawn(uniqueid, self._handoff(uniqueid, linkedid, received))
-        elif name == RETURNED_EVENT:
+        elif name == RETURNED_EVENT and uniqueid not in self._elsewhere:
             status = first(event.get("DialStatus"))
             transfer_id = first(event.get("TransferId"))
             self._spawn(uniqueid, self._returned(uniqueid, status, transfer_id, received))
 
     def _on_hangup(self, event: Message) -> None:
         uniqueid = first(event.get("Uniqueid"))
+        self._elsewhere.pop(uniqueid, None)
         if uniqueid in self.calls:
             self._spawn(
                 uniqueid, self._ended(uniqueid, f"hangup cause {first(event.get('Cause'))}")
@@ -275,7 +295,14 @@ class AsteriskWorker:
         self._locks[uniqueid] = (lock, users + 1)
         try:
             async with lock:
-                await work
+                if not await self._claim(uniqueid):
+                    work.close()  # another worker acts on this call
+                    return
+                try:
+                    await work
+                finally:
+                    if uniqueid not in self.calls:
+                        await self._release(uniqueid)
         finally:
             lock, users = self._locks[uniqueid]
             if users == 1:
@@ -374,6 +401,9 @@ class AsteriskWorker:
             self.calls.discard(uniqueid)
             return
         session = self._live_session()
+        decision = decision_key(uniqueid, step)
+        if not await self._fence(uniqueid, step, decision):
+            return
         try:
             if isinstance(step, Dial):
                 await session.setvar(uniqueid, "GA_TRANSFER_NUMBER", step.number)
@@ -394,12 +424,46 @@ class AsteriskWorker:
         except ChannelGone:
             log.debug("call %s: the channel went away before the action", uniqueid)
             await self._ended(uniqueid, "gone before the action")
+        except SessionClosed:
+            # The Redirect was not sent: let the resynchronisation carry the decision out.
+            await self._unfence(uniqueid, decision)
+            raise
 
     def _live_session(self) -> AmiSession:
         session = self.session
         if session is None or session.closed.is_set():
             raise AmiError("no AMI session")
         return session
+
+    # --- adopting the calls of a worker that died (see adapter/asterisk/sharing.py) ----
+
+    async def _adopt(self, orphans: list[str]) -> None:
+        try:
+            live = {first(c.get("Uniqueid")): c for c in await self._live_session().channels()}
+        except AmiError as exc:
+            log.warning("cannot list channels to adopt %d calls: %s", len(orphans), exc)
+            return
+        log.warning("adopting %d calls of a worker that stopped renewing them", len(orphans))
+        for uniqueid in orphans:
+            self._spawn(uniqueid, self._adopted(uniqueid, live.get(uniqueid)))
+
+    async def _adopted(self, uniqueid: str, channel: Message | None) -> None:
+        """Finish what the call's former worker left, as after a reconnect."""
+        if channel is None:
+            await self._ended(uniqueid, "gone while its worker was down")
+            return
+        context = first(channel.get("Context"))
+        holding = first(channel.get("Application")).lower() in _HOLD_APPS
+        if context == DIAL_CONTEXT and holding:
+            await self._returned_while_away(uniqueid)
+        elif context == "genagent-handoff" and holding:
+            await self._handoff(uniqueid, first(channel.get("Linkedid")) or uniqueid)
+        elif context in (DIAL_CONTEXT, "genagent-handoff"):
+            self.calls.add(uniqueid)  # being dialed: its next event is ours
+            try:  # it may have hung up since the channel list (an unseen Hangup)
+                await self._live_session().getvar(uniqueid, "GA_TRANSFER_ID")
+            except ChannelGone:
+                await self._ended(uniqueid, "gone while its worker was down")
 
 
 async def _or_fallback(uniqueid: str, decision: Awaitable[Step]) -> Step:

@@ -121,7 +121,10 @@ class ContextReads(ABC):
 
     def fallback_route(self, record: CallRecord, reason: str) -> Route:
         """Route the call's current hand-off to the fallback."""
-        last = record.current.transfer_id if record.current else None
+        current, handoff = record.current, record.handoff
+        # Only this hand-off's own transfer: an earlier hand-off's was routed already.
+        mine = current is not None and (handoff is None or current.handoff == handoff.number)
+        last = current.transfer_id if mine and current is not None else None
         return self.route(record, fallback(reason, last), None)
 
     def route(self, record: CallRecord, default: Route, transfer: CallTransfer | None) -> Route:

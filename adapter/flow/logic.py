@@ -187,7 +187,7 @@ class FlowRules(ContextReads):
         resumed = ", resuming the conversation" if previous else ""
         record.note("handoff", f"hand-off {number}{resumed}")
         if number > self.policy.max_handoffs:
-            too_many = f"more than {self.policy.max_handoffs} hand-offs"
+            too_many = f"hand-off {number}: more than {self.policy.max_handoffs} hand-offs"
             step: Step = self.fallback_route(record, too_many)
         else:
             step = yield from self.next_attempt(record, self._budget())

@@ -1,6 +1,6 @@
 """The fake Asterisk of bench/asterisk_worker.py, in its own process and event loop.
 
-    python -m bench.asterisk_fake --ami-port P --control-port C --sandbox URL
+    python -m bench.asterisk.fake --ami-port P --control-port C --sandbox URL
 
 Runs ``tests.fake_ami.server.FakeAsterisk`` (the shipped dialplan, the least-privilege
 ``genagent-adapter`` user of asterisk_conf/manager_genagent.conf with the secret
@@ -83,6 +83,14 @@ class CallTrack:
     ended_at: float | None = None
     actions: int = 0
     errors: list[str] = field(default_factory=list)
+    # Every decision's actions, to tell one carried out twice (by one worker or two):
+    # each Redirect as "<context> <GA_TRANSFER_ID set before it>" (a retry is a new
+    # transfer, so a new decision), and Setvars of one variable repeated before a Redirect.
+    decisions: list[str] = field(default_factory=list)
+    repeated_setvars: int = 0
+    acting_sessions: list[int] = field(default_factory=list)  # AMI sessions, first first
+    _transfer_id: str = ""
+    _set_since_redirect: list[str] = field(default_factory=list)
 
 
 class _IndexedChannels(list[Channel]):
@@ -230,6 +238,23 @@ class BenchAsterisk(FakeAsterisk):
             self.resyncs += 1
         if track is not None:
             self._on_action(track, name, message, now)
+            if name in ("setvar", "redirect"):
+                self._count_decision(track, session, name, message)
+
+    @staticmethod
+    def _count_decision(track: CallTrack, session: Session, name: str, message: Message) -> None:
+        if session.id not in track.acting_sessions:
+            track.acting_sessions.append(session.id)
+        if name == "redirect":
+            track.decisions.append(f"{message.get('Context')} {track._transfer_id}")
+            track._set_since_redirect.clear()
+            return
+        variable = message.get("Variable")
+        if variable in track._set_since_redirect:
+            track.repeated_setvars += 1
+        track._set_since_redirect.append(variable)
+        if variable == "GA_TRANSFER_ID":
+            track._transfer_id = message.get("Value")
 
     def _on_action(self, track: CallTrack, name: str, message: Message, now: float) -> None:
         track.actions += 1

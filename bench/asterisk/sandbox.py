@@ -1,7 +1,7 @@
 """The sandbox of bench/asterisk_worker.py, timing its own API answers.
 
-Served by gunicorn as ``bench.asterisk_sandbox:create_app()`` with the worker class
-``bench.asterisk_sandbox.TimedThreadWorker`` (one process; the state is in its memory).
+Served by gunicorn as ``bench.asterisk.sandbox:create_app()`` with the worker class
+``bench.asterisk.sandbox.TimedThreadWorker`` (one process; the state is in its memory).
 The app is ``adapter.sandbox.app:create_sandbox_app_from_env()`` unchanged, wrapped in a
 WSGI middleware that records, for every API request, when gunicorn saw the request's
 socket become readable (``ready``: so the wait for a free thread and the parsing count as
