@@ -140,7 +140,7 @@ def test_a_lagging_context_puts_the_caller_on_hold_then_routes(
     make_stack: Callable[..., Stack],
 ) -> None:
     stack = make_stack(flow=LAGGING)
-    stack.faults(completionLagMs=2500)
+    stack.faults(completionLagMs=4000)  # the transfer says ONGOING for 4 s after the hang-up
     result = stack.sim.play(CallScript(legs=(AgentLeg(output=SYSTEM),)))
     assert result.final_verb == "Redirect"
     assert result.said
