@@ -1,0 +1,106 @@
+"""What the worker and extensions_genagent_sip.conf tell each other about a SIP hand-off.
+
+Out: the SIP URI and the INVITE's headers as channel variables. A header goes to the
+outbound PJSIP channel only through inherited variables (``_GAH_*``) that the pre-dial
+handler turns into ``PJSIP_HEADER(add,...)``; an AMI line holds 1,024 bytes, so a value
+travels in pieces of at most 1,000 bytes (never splitting a character) that the
+dialplan joins, and a dialplan line holds 8,191 bytes, so at most 8 pieces.
+
+In: after a REFER the dialplan keeps the raw Refer-To in ``GA_REFER_TO_<n>`` pieces of
+1,000 characters (Getvar returns 1,023 at most); after an INVITE return the worker reads
+the new channel's Request-URI. Building headers and parsing what comes back is
+adapter.sip's job: nothing here reads a URI's parameters.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from adapter.asterisk.ami import AmiSession
+
+SIP_DIAL_CONTEXT = "genagent-sip-dial"
+SIP_CONTEXTS = (
+    SIP_DIAL_CONTEXT,
+    "genagent-sip-predial",
+    "genagent-sip-header",
+    "genagent-sip-refer",
+    "genagent-sip-referred",
+    "genagent-sip-inbound",
+)
+REFERRED_EVENT = "GenerativeAgentReferred"
+INVITE_RETURN_EVENT = "GenerativeAgentInviteReturn"
+PIECE_BYTES = 1000
+MAX_PIECES = 8
+REFER_PIECES_MAX = 8  # genagent-sip-referred keeps 8 pieces of 1,000 characters
+REQUEST_URI = "CHANNEL(pjsip,request_uri)"
+# What may reach Dial(PJSIP/<endpoint>/<uri>,...): no argument separators, parentheses,
+# quotes, spaces or "&" (Dial's list of targets).
+_DIAL_URI = re.compile(r"sips?:[A-Za-z0-9.!~*'_;:=+$/?@%\[\]-]{1,900}", re.IGNORECASE)
+_HEADER_NAME = re.compile(r"[A-Za-z0-9!%*_+`'~.-]{1,64}")
+
+
+def dial_uri_ok(uri: str) -> bool:
+    """True if ``uri`` can be put into the Dial string as it is."""
+    return _DIAL_URI.fullmatch(uri) is not None and "'" not in uri
+
+
+def pieces(value: str, size: int = PIECE_BYTES) -> list[str]:
+    """``value`` cut into pieces of at most ``size`` UTF-8 bytes, no character split."""
+    out: list[str] = []
+    rest = value
+    while rest:
+        piece, used = "", 0
+        for index, char in enumerate(rest):
+            width = len(char.encode("utf-8"))
+            if used + width > size:
+                piece, rest = rest[:index], rest[index:]
+                break
+            used += width
+        else:
+            piece, rest = rest, ""
+        out.append(piece)
+    return out
+
+
+def header_variables(headers: Iterable[tuple[str, str]]) -> tuple[list[tuple[str, str]], list[str]]:
+    """The Setvar (variable, value) pairs that put ``headers`` on the INVITE, and the
+    names of headers left out (a name that is no SIP token, an empty value) or cut
+    (longer than the dialplan can join)."""
+    variables: list[tuple[str, str]] = []
+    problems: list[str] = []
+    count = 0
+    for name, raw in headers:
+        value = _clean(raw)
+        if _HEADER_NAME.fullmatch(name) is None or not value:
+            problems.append(name[:64])
+            continue
+        parts = pieces(value)
+        if len(parts) > MAX_PIECES:
+            problems.append(name)
+            parts = parts[:MAX_PIECES]
+        count += 1
+        variables.append((f"_GAH_NAME_{count}", name))
+        variables.append((f"_GAH_PARTS_{count}", str(len(parts))))
+        variables += [(f"_GAH_VALUE_{count}_{k}", p) for k, p in enumerate(parts, start=1)]
+    variables.insert(0, ("_GAH_COUNT", str(count)))
+    return variables, problems
+
+
+def _clean(value: str) -> str:
+    """A header value as one line: CR/LF become spaces, NUL and lone surrogates go."""
+    return re.sub("[\x00\ud800-\udfff]", "", re.sub("[\r\n]", " ", value))
+
+
+async def read_refer_to(session: AmiSession, channel: str) -> str:
+    """The raw Refer-To of the REFER that moved ``channel`` into genagent-sip-referred
+    ('' when Asterisk kept none: no GET_TRANSFERRER_DATA, another header name)."""
+    count_text = await session.getvar(channel, "GA_REFER_TO_PARTS")
+    count = min(int("0" + "".join(c for c in count_text if c.isdigit())[:2]), REFER_PIECES_MAX)
+    parts = [await session.getvar(channel, f"GA_REFER_TO_{n}") for n in range(1, count + 1)]
+    return "".join(parts)
+
+
+async def read_request_uri(session: AmiSession, channel: str) -> str:
+    """The Request-URI of an INVITE return (what ASAPP made of our returnURI)."""
+    return await session.getvar(channel, REQUEST_URI)
