@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from tests.fake_ami.model import RING, UP, Channel, bridge_event, channel_event, event, user_event
 
 if TYPE_CHECKING:
+    from tests.fake_ami.dialplan import Dialplan
     from tests.fake_ami.pbx import Caller, Pbx
 
 SIP_DIAL = "genagent-sip-dial"
@@ -76,9 +77,9 @@ def pattern_matches(pattern: str, exten: str) -> bool:
     return re.fullmatch(regex, exten) is not None
 
 
-def exten_exists(pbx: Pbx, context: str, exten: str) -> bool:
+def exten_exists(dialplan: Dialplan, context: str, exten: str) -> bool:
     """ast_exists_extension(context, exten, 1): an exact extension or a matching pattern."""
-    known = pbx.dialplan.contexts.get(context)
+    known = dialplan.contexts.get(context)
     return known is not None and any(pattern_matches(e, exten) for e in known.extensions)
 
 
@@ -113,7 +114,7 @@ def refer(pbx: Pbx, caller: Caller, value: str, header: str, leg_first: bool) ->
     context = leg.variables.get("TRANSFER_CONTEXT") or INBOUND
     uri = _uri_of(value)
     exten = user_part(uri) or "s"
-    if not exten_exists(pbx, context, exten):
+    if not exten_exists(pbx.dialplan, context, exten):
         return 404  # in the NOTIFY; nothing on AMI, the caller stays bridged
     pbx.emit(channel_event("Unhold", leg))
     pbx.emit(
@@ -187,7 +188,7 @@ def referred(pbx: Pbx, caller: Caller) -> None:
 def invite_return(pbx: Pbx, request_uri: str, headers: dict[str, str]) -> Caller | int:
     """A new INVITE from GenerativeAgent to ``request_uri``: the held channel, or 404."""
     exten = user_part(request_uri) or "s"
-    if not exten_exists(pbx, INBOUND, exten):
+    if not exten_exists(pbx.dialplan, INBOUND, exten):
         return 404
     endpoint = pbx.variable(None, "GA_SIP_ENDPOINT") or "genagent-asapp"
     uniqueid = pbx.numbering.uniqueid()
