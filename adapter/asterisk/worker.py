@@ -24,8 +24,19 @@ from panoramisk.message import Message
 from adapter.asterisk.ami import AmiError, AmiSession, ChannelGone, first
 from adapter.asterisk.connection import tls_context
 from adapter.asterisk.settings import WorkerSettings
-from adapter.flow import AsyncTransferFlow, CallStart, Dial, DialResult, Hangup, Hold, Route, Step
+from adapter.flow import (
+    AsyncTransferFlow,
+    CallStart,
+    Dial,
+    DialResult,
+    Hangup,
+    Hold,
+    Route,
+    SipDial,
+    Step,
+)
 from adapter.flow.model import RouteKind
+from adapter.flow.routing import fallback as flow_fallback
 from adapter.genagent import AsyncGenAgentClient
 from adapter.genagent.values import variable_value
 from adapter.observe.call_events import count_fallback
@@ -373,6 +384,8 @@ class AsteriskWorker:
         if isinstance(step, Hangup):
             self.calls.discard(uniqueid)
             return
+        if isinstance(step, SipDial):  # SIP hand-offs are not dialed from Asterisk yet
+            step = flow_fallback("SIP transfer modes are not supported by the Asterisk worker")
         session = self._live_session()
         try:
             if isinstance(step, Dial):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,15 +35,26 @@ from adapter.flow.model import (
     Hold,
     Outcome,
     Phase,
+    SipReturn,
     Step,
+    TransferMode,
     start_key,
     step_from_json,
     step_to_json,
 )
 from adapter.flow.policy import FlowPolicy
 from adapter.flow.routing import Router, default_router, fallback
-from adapter.genagent import Deadline, GenAgentError, PhoneNumberTransferRequest, TransferStatus
+from adapter.flow.sip_steps import for_leg, route_from_ga, sip_dial, sip_request
+from adapter.genagent import (
+    Deadline,
+    GenAgentError,
+    PhoneNumberTransferRequest,
+    TransferRequest,
+    TransferStatus,
+)
 from adapter.genagent.values import dialable_number
+from adapter.sip.refer import GaReturn, ga_return, parse_refer_to
+from adapter.sip.return_uri import split_transfer_id, transfer_id_in
 from adapter.store import StaleWriteError, Stored, StoreError
 
 log = logging.getLogger("adapter.flow")
@@ -106,6 +117,8 @@ class FlowRules(ContextReads):
         if key in record.steps or record.ended:
             return _answered(record, key)
         current = record.current
+        if current is not None and current.number == attempt and current.returned_by:
+            return _after_return(record, current)
         if (
             current is None
             or current.number != attempt
@@ -142,8 +155,100 @@ class FlowRules(ContextReads):
         yield Pause(self.policy.poll_interval)
         step = yield from self.read_context(record, current, self._budget(), first=False)
         if isinstance(step, Hold):
-            return step  # nothing decided yet: nothing to save
+            return for_leg(record, current, step)  # nothing decided yet: nothing to save
         return (yield from self._save(record, stored.version, key, step))
+
+    def sip_refer(self, call_id: str, refer_to: str) -> Generator[Effect, Any, Step]:
+        """GenerativeAgent referred the caller of a SIP hand-off to ``refer_to`` (the
+        Refer-To, raw). sip-headers: route from its X-GA-* parameters, no API call;
+        sip-api: read the transfer's context and route by it."""
+        target = parse_refer_to(refer_to)
+        ga = ga_return(target.headers, truncated=target.truncated)
+        try:
+            stored = yield Load(call_id)
+        except StoreError as exc:
+            stored, why = None, f"the call store is unreachable ({type(exc).__name__})"
+        else:
+            why = "no state"
+        if stored is None:
+            return (yield from self._return_without_state(call_id, refer_to, ga, why))
+        record = CallRecord.from_json(stored.data)
+        current = record.current
+        key = f"refer-{current.number if current else 0}"
+        if key in record.steps or record.ended:
+            return _answered(record, key)
+        if current is None or current.outcome is not None or record.phase is not Phase.DIALING:
+            log.warning("call %s: a REFER for no pending SIP attempt", call_id)
+            return _answered(record, key)
+        step = yield from self._returned(record, current, SipReturn.REFER, ga)
+        return (yield from self._save(record, stored.version, key, step))
+
+    def sip_invite(
+        self,
+        call_id: str,
+        attempt: int | None,
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> Generator[Effect, Any, Step]:
+        """GenerativeAgent called the return URI: the answer is for that new leg (the
+        caller, through GenerativeAgent). ``attempt`` comes from the returnURI (None: the
+        call's current one); ``headers`` are the INVITE's X-GA-* headers, if any."""
+        ga = ga_return(headers)
+        try:
+            stored = yield Load(call_id)
+        except StoreError as exc:
+            stored, why = None, f"the call store is unreachable ({type(exc).__name__})"
+        else:
+            why = "no state"
+        if stored is None:
+            uri = f"sip:x;transfer={call_id}-{attempt}" if attempt else ""
+            return (yield from self._return_without_state(call_id, uri, ga, why))
+        record = CallRecord.from_json(stored.data)
+        current = record.current
+        number = attempt or (current.number if current else 0)
+        key = f"invite-{number}"
+        if key in record.steps:
+            return _answered(record, key)
+        if record.ended:
+            return Hangup()
+        if (
+            current is None
+            or current.number != number
+            or current.outcome is not None
+            or record.phase is not Phase.DIALING
+        ):
+            log.warning("call %s: an INVITE return for no pending SIP attempt", call_id)
+            return _answered(record, key)
+        step = yield from self._returned(record, current, SipReturn.INVITE, ga)
+        return (yield from self._save(record, stored.version, key, step))
+
+    def _returned(
+        self, record: CallRecord, attempt: Attempt, how: SipReturn, ga: GaReturn
+    ) -> Generator[Effect, Any, Step]:
+        """A SIP attempt came back by REFER or INVITE: its route, or a Hold."""
+        attempt.returned_by, attempt.returned_at = how, time.time()
+        record.note("returned", f"attempt {attempt.number} by {how.value}")
+        if record.mode is TransferMode.SIP_HEADERS:
+            attempt.outcome = Outcome.AGENT_RETURNED
+            if ga.problems:
+                record.note("X-GA parameters", "; ".join(ga.problems)[:300])
+            return self.route(record, route_from_ga(ga, attempt.transfer_id), None)
+        step = yield from self.read_context(record, attempt, self._budget(), first=True)
+        return for_leg(record, attempt, step)
+
+    def _return_without_state(
+        self, call_id: str, uri: str, ga: GaReturn, why: str
+    ) -> Generator[Effect, Any, Step]:
+        """A REFER or INVITE with no usable record: its X-GA-* parameters if it has
+        them, else the transfer its returnURI names, else the fallback (degraded mode)."""
+        if ga.found:
+            log.warning("call %s: %s at a SIP return; routing from its parameters", call_id, why)
+            return route_from_ga(ga, None)
+        transfer_id = transfer_id_in(uri)
+        parts = split_transfer_id(transfer_id) if transfer_id else None
+        if parts is None or parts[0] != call_id:
+            return fallback(f"{why} at a SIP return")
+        returned = DialResult.AGENT_DISCONNECTED
+        return (yield from self.without_state(call_id, parts[1], returned, why))
 
     def call_ended(self, call_id: str, status: str) -> Generator[Effect, Any, None]:
         """The platform says the call is over (any phase, even before the first dial)."""
@@ -176,16 +281,18 @@ class FlowRules(ContextReads):
         conversation = call.conversation_id or (
             previous.conversation_id if previous else call.call_id
         )
-        record.handoffs.append(
-            Handoff(number, call.token, conversation, call.task_name, dict(call.input_variables))
-        )
+        handoff = Handoff(number, call.token, conversation, call.task_name)
+        handoff.input_variables = dict(call.input_variables)
+        handoff.mode = call.mode or self.policy.sip.mode
+        handoff.customer_id = call.customer_id
+        record.handoffs.append(handoff)
         record.conversation_id = conversation
         record.country = call.country
         record.task_name = call.task_name
         record.input_variables = dict(call.input_variables)
         record.route, record.outcome, record.phase = None, None, Phase.DIALING
         resumed = ", resuming the conversation" if previous else ""
-        record.note("handoff", f"hand-off {number}{resumed}")
+        record.note("handoff", f"hand-off {number} ({handoff.mode.value}){resumed}")
         if number > self.policy.max_handoffs:
             too_many = f"more than {self.policy.max_handoffs} hand-offs"
             step: Step = self.fallback_route(record, too_many)
@@ -208,6 +315,9 @@ class FlowRules(ContextReads):
         attempt = record.current
         if attempt is None or attempt.outcome is not None or attempt.handoff != handoff.number:
             return _answered(record, key)
+        if handoff.mode is not TransferMode.PHONE_NUMBER:
+            dial = sip_dial(record, attempt, self.policy.sip, self.policy.dial_timeout)
+            return dial or _answered(record, key)
         number = dialable_number(attempt.transfer_number)
         expire_at = datetime.fromisoformat(attempt.expire_at) if attempt.expire_at else None
         timeout = self.policy.dial_timeout_until(expire_at, self._now())
@@ -231,15 +341,24 @@ class FlowRules(ContextReads):
             _end(record, "caller hung up during the transfer")
             return Hangup()
         if result is not DialResult.AGENT_DISCONNECTED:
-            attempt.outcome = yield from self._dial_failure(attempt, result)
+            attempt.outcome = yield from self._dial_failure(record, attempt, result)
             return (yield from self.next_attempt(record, budget))
         attempt.returned_at = time.time()
+        if record.mode is not TransferMode.PHONE_NUMBER:
+            attempt.returned_by = SipReturn.BYE
+        if record.mode is TransferMode.SIP_HEADERS:
+            attempt.outcome = Outcome.AGENT_RETURNED
+            attempt.detail = "GenerativeAgent hung up: sip-headers mode has no context to read"
+            record.note("returned", f"attempt {attempt.number} by BYE, without context")
+            return self.fallback_route(record, attempt.detail)
         return (yield from self.read_context(record, attempt, budget, first=True))
 
     def _dial_failure(
-        self, attempt: Attempt, result: DialResult
+        self, record: CallRecord, attempt: Attempt, result: DialResult
     ) -> Generator[Effect, Any, Outcome]:
         """Name a failed dial precisely: a number that had expired is not a busy line."""
+        if record.mode is TransferMode.SIP_HEADERS:
+            return _DIAL_OUTCOMES[result]  # no transfer to read
         try:
             transfer = yield GetTransfer(attempt.transfer_id, 1.0)
         except GenAgentError:
@@ -253,19 +372,18 @@ class FlowRules(ContextReads):
         """Request transfers until one can be dialed, or fall back; each hand-off has its
         own budget of attempts."""
         handoff = record.handoff.number if record.handoff else 1
+        mode = record.mode
+        if mode is not TransferMode.PHONE_NUMBER and self.policy.sip.target(mode) is None:
+            return self.fallback_route(record, f"transfer mode {mode.value} is not configured")
         while len(record.attempts_of(handoff)) < self.policy.max_attempts:
             number = len(record.attempts) + 1
             attempt = Attempt(number, f"{record.call_id}-{number}", handoff=handoff)
             record.attempts.append(attempt)
+            if mode is TransferMode.SIP_HEADERS:  # no API call: the context goes in headers
+                return self._dial_sip(record, attempt, self.policy.dial_timeout)
             record.note("transfer requested", f"attempt {number}")
             try:
-                request = PhoneNumberTransferRequest(
-                    id=attempt.transfer_id,
-                    external_conversation_id=record.conversation_id,
-                    country=record.country,
-                    task_name=record.task_name,
-                    input_variables=record.input_variables,
-                )
+                request = self._request(record, attempt)
                 deadline = min(budget.remaining(), self.policy.create_deadline)
                 transfer = yield CreateTransfer(request, deadline)
             except GenAgentError as exc:  # InvalidRequestError included
@@ -279,6 +397,8 @@ class FlowRules(ContextReads):
                 attempt.outcome = Outcome.EXPIRED
                 attempt.detail = f"transfer {transfer.status}, not dialable"
                 continue
+            if mode is TransferMode.SIP_API:
+                return self._dial_sip(record, attempt, timeout)
             dialable = dialable_number(transfer.transfer_number)
             if dialable is None:
                 attempt.outcome = Outcome.API_ERROR
@@ -290,6 +410,25 @@ class FlowRules(ContextReads):
             return Dial(number, attempt.transfer_id, dialable, timeout)
         tried = len(record.attempts_of(handoff))
         return self.fallback_route(record, f"no transfer was reached in {tried} attempts")
+
+    def _request(self, record: CallRecord, attempt: Attempt) -> TransferRequest:
+        if record.mode is TransferMode.SIP_API:
+            return sip_request(record, attempt, self.policy.sip)
+        return PhoneNumberTransferRequest(
+            id=attempt.transfer_id,
+            external_conversation_id=record.conversation_id,
+            country=record.country,
+            task_name=record.task_name,
+            input_variables=record.input_variables,
+        )
+
+    def _dial_sip(self, record: CallRecord, attempt: Attempt, timeout: int) -> Step:
+        dial = sip_dial(record, attempt, self.policy.sip, timeout)
+        if dial is None:  # checked before the first attempt; kept for the type checker
+            return self.fallback_route(record, f"transfer mode {record.mode} is not configured")
+        record.phase = Phase.DIALING
+        record.note("dial", f"attempt {attempt.number} by SIP ({record.mode.value}), {timeout} s")
+        return dial
 
     # --- persistence -----------------------------------------------------------------
 
@@ -362,6 +501,17 @@ def _redelivered(record: CallRecord, token: str | None) -> Handoff | None:
             )
         return current
     return None
+
+
+def _after_return(record: CallRecord, attempt: Attempt) -> Step:
+    """The dial of an attempt that came back by REFER or INVITE ended. After a REFER the
+    answer is the REFER's (whichever a platform follows, the caller goes one way); after
+    an INVITE the caller is on the new leg, so this one ends."""
+    if attempt.returned_by is SipReturn.INVITE:
+        return Hangup()
+    if attempt.returned_by is SipReturn.REFER:
+        return _answered(record, f"refer-{attempt.number}")
+    return _answered(record, f"dial-{attempt.number}")
 
 
 def _answered(record: CallRecord, key: str) -> Step:

@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from twilio.twiml.voice_response import VoiceResponse
 
-from adapter.flow import Dial, Hangup, Hold, Route, RouteKind, Step
+from adapter.flow import Dial, Hangup, Hold, Route, RouteKind, SipDial, Step
 from adapter.flow.routing import fallback
 from adapter.genagent.values import dialable_number, has_xml_invalid
 from adapter.twilio.settings import Destination, DestinationKind, TwilioSettings
@@ -56,6 +56,8 @@ class TwimlRenderer:
         response = VoiceResponse()
         if isinstance(step, Dial):
             self._dial_agent_number(response, step)
+        elif isinstance(step, SipDial):
+            self._dial_agent_sip(response, step)
         elif isinstance(step, Hangup):
             response.hangup()
         elif isinstance(step, Hold):
@@ -85,6 +87,9 @@ class TwimlRenderer:
         if number is None:
             raise RenderError("the transfer number is not an E.164 number")
         response.dial(**options).number(number)
+
+    def _dial_agent_sip(self, response: VoiceResponse, step: SipDial) -> None:
+        raise RenderError("SIP hand-offs are not rendered yet")
 
     def _hold(self, response: VoiceResponse, step: Hold) -> None:
         # Sound while the context is read, then straight back: no request waits on the API.
