@@ -8,8 +8,8 @@ dialplan joins, and a dialplan line holds 8,191 bytes, so at most 8 pieces.
 
 In: after a REFER the dialplan keeps the raw Refer-To in ``GA_REFER_TO_<n>`` pieces of
 1,000 characters (Getvar returns 1,023 at most); after an INVITE return the worker reads
-the new channel's Request-URI. Building headers and parsing what comes back is
-adapter.sip's job: nothing here reads a URI's parameters.
+the new channel's Request-URI and X- headers. Building headers and parsing what comes
+back is adapter.sip's job.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import re
 from collections.abc import Iterable
 
 from adapter.asterisk.ami import AmiSession
+from adapter.flow import SipDial
+from adapter.sip.return_uri import split_transfer_id, transfer_id_in
 
 SIP_DIAL_CONTEXT = "genagent-sip-dial"
 SIP_CONTEXTS = (
@@ -34,6 +36,7 @@ PIECE_BYTES = 1000
 MAX_PIECES = 8
 REFER_PIECES_MAX = 8  # genagent-sip-referred keeps 8 pieces of 1,000 characters
 REQUEST_URI = "CHANNEL(pjsip,request_uri)"
+MAX_X_HEADERS = 64  # of an INVITE return, read one Getvar each
 # What may reach Dial(PJSIP/<endpoint>/<uri>,...): no argument separators, parentheses,
 # quotes, spaces or "&" (Dial's list of targets).
 _DIAL_URI = re.compile(r"sips?:[A-Za-z0-9.!~*'_;:=+$/?@%\[\]-]{1,900}", re.IGNORECASE)
@@ -104,3 +107,32 @@ async def read_refer_to(session: AmiSession, channel: str) -> str:
 async def read_request_uri(session: AmiSession, channel: str) -> str:
     """The Request-URI of an INVITE return (what ASAPP made of our returnURI)."""
     return await session.getvar(channel, REQUEST_URI)
+
+
+async def send_to_sip_dial(session: AmiSession, channel: str, step: SipDial) -> list[str]:
+    """Set the SIP URI, the transfer id and the headers on ``channel`` and Redirect it into
+    genagent-sip-dial; the names of headers left out or cut. Raises ValueError for a URI
+    that cannot be put into a Dial string (nothing is sent then)."""
+    if not dial_uri_ok(step.uri):
+        raise ValueError("the SIP URI cannot be dialed from the dialplan")
+    variables, problems = header_variables(step.headers)
+    await session.setvar(channel, "GA_SIP_URI", step.uri)
+    await session.setvar(channel, "GA_TRANSFER_ID", step.transfer_id)
+    for name, value in variables:
+        await session.setvar(channel, name, value)
+    await session.redirect(channel, SIP_DIAL_CONTEXT)
+    return problems
+
+
+async def read_invite_return(
+    session: AmiSession, channel: str
+) -> tuple[tuple[str, int] | None, tuple[tuple[str, str], ...]]:
+    """An INVITE return's (call id, attempt) from the ``;transfer=`` parameter of its
+    Request-URI (None when it names none), and its ``X-`` headers."""
+    uri = await session.getvar(channel, REQUEST_URI)
+    transfer_id = transfer_id_in(uri)
+    names = (await session.getvar(channel, "PJSIP_HEADERS(X-)")).split(",")
+    headers = []
+    for name in [n.strip() for n in names if _HEADER_NAME.fullmatch(n.strip())][:MAX_X_HEADERS]:
+        headers.append((name, await session.getvar(channel, f"PJSIP_HEADER(read,{name})")))
+    return (split_transfer_id(transfer_id) if transfer_id else None), tuple(headers)

@@ -24,6 +24,15 @@ from panoramisk.message import Message
 from adapter.asterisk.ami import AmiError, AmiSession, ChannelGone, first
 from adapter.asterisk.connection import tls_context
 from adapter.asterisk.settings import WorkerSettings
+from adapter.asterisk.sip_channel import (
+    INVITE_RETURN_EVENT,
+    REFERRED_EVENT,
+    SIP_CONTEXTS,
+    SIP_DIAL_CONTEXT,
+    read_invite_return,
+    read_refer_to,
+    send_to_sip_dial,
+)
 from adapter.flow import (
     AsyncTransferFlow,
     CallStart,
@@ -34,9 +43,9 @@ from adapter.flow import (
     Route,
     SipDial,
     Step,
+    TransferMode,
 )
 from adapter.flow.model import RouteKind
-from adapter.flow.routing import fallback as flow_fallback
 from adapter.genagent import AsyncGenAgentClient
 from adapter.genagent.values import variable_value
 from adapter.observe.call_events import count_fallback
@@ -67,7 +76,17 @@ _VAR_NAME = re.compile(r"[^A-Za-z0-9_]")
 # What the IVR may set before the hand-off (besides GA_IV_<name>), and the dialplan's
 # count of hand-offs of the channel (it names each hand-off: the same count is a redelivery).
 HANDOFF_COUNTER = "GA_HANDOFF_SEQ"
-_CONTEXT_VARIABLES = ("GA_TASK", "GA_CONVERSATION_ID", "GA_COUNTRY", HANDOFF_COUNTER)
+_CONTEXT_VARIABLES = (
+    "GA_TASK",
+    "GA_CONVERSATION_ID",
+    "GA_COUNTRY",
+    "GA_TRANSFER_MODE",
+    "GA_CUSTOMER_ID",
+    HANDOFF_COUNTER,
+)
+# Where the dialplan holds a caller after its dial ended, or after a REFER / INVITE return.
+_DIAL_CONTEXTS = (DIAL_CONTEXT, SIP_DIAL_CONTEXT)
+_REFERRED_CONTEXT, _INBOUND_CONTEXT = "genagent-sip-referred", "genagent-sip-inbound"
 # Route variables a hand-off's route sets; an earlier route's are cleared at a new hand-off.
 _ROUTE_VARIABLE_PREFIXES = ("GA_TV_", "GA_RV_")
 
@@ -209,12 +228,16 @@ class AsteriskWorker:
         raise AmiError("connection closed by Asterisk")
 
     async def _check_dialplan(self, session: AmiSession, *, strictly: bool) -> None:
-        missing = [c for c in REQUIRED_CONTEXTS if not await session.has_extension(c, "s")]
+        required = REQUIRED_CONTEXTS
+        if self.settings.flow.sip.mode is not TransferMode.PHONE_NUMBER:
+            required += SIP_CONTEXTS
+        missing = [c for c in required if not await session.has_extension(c, "s")]
         if not missing:
             return
         message = (
             f"the dialplan has no extension s in {', '.join(missing)}: include "
-            "extensions_genagent.conf and extensions_genagent_routes.conf, then 'dialplan reload'"
+            "extensions_genagent.conf, extensions_genagent_routes.conf (and for the SIP "
+            "modes extensions_genagent_sip.conf), then 'dialplan reload'"
         )
         if strictly:
             raise StartupError(message)
@@ -234,9 +257,14 @@ class AsteriskWorker:
         for uniqueid, channel in live.items():
             context = first(channel.get("Context"))
             holding = first(channel.get("Application")).lower() in _HOLD_APPS
-            if context == DIAL_CONTEXT and holding and uniqueid in in_flight:
+            if context in _DIAL_CONTEXTS and holding and uniqueid in in_flight:
                 self.calls.add(uniqueid)
                 self._spawn(uniqueid, self._returned_while_away(uniqueid))
+            elif context == _REFERRED_CONTEXT and holding and uniqueid in in_flight:
+                self.calls.add(uniqueid)
+                self._spawn(uniqueid, self._referred(uniqueid))
+            elif context == _INBOUND_CONTEXT and holding:
+                self._invite_returned(uniqueid)
             elif context == "genagent-handoff" and holding:
                 linkedid = first(channel.get("Linkedid")) or uniqueid
                 self._spawn(uniqueid, self._handoff(uniqueid, linkedid))
@@ -267,6 +295,10 @@ class AsteriskWorker:
             status = first(event.get("DialStatus"))
             transfer_id = first(event.get("TransferId"))
             self._spawn(uniqueid, self._returned(uniqueid, status, transfer_id, received))
+        elif name == REFERRED_EVENT:
+            self._spawn(uniqueid, self._referred(uniqueid, received))
+        elif name == INVITE_RETURN_EVENT:
+            self._invite_returned(uniqueid, received)
 
     def _on_hangup(self, event: Message) -> None:
         uniqueid = first(event.get("Uniqueid"))
@@ -322,6 +354,9 @@ class AsteriskWorker:
             return
         context = dict(zip(names, values, strict=True))
         counter = context.get(HANDOFF_COUNTER, "").strip()
+        mode = TransferMode.parse(context.get("GA_TRANSFER_MODE"))
+        if context.get("GA_TRANSFER_MODE") and mode is None:
+            log.warning("call %s: GA_TRANSFER_MODE is not a transfer mode: ignored", uniqueid)
         call = CallStart(
             call_id=uniqueid,
             conversation_id=context.get("GA_CONVERSATION_ID") or linkedid,
@@ -333,6 +368,8 @@ class AsteriskWorker:
                 if name.startswith("GA_IV_") and len(name) > len("GA_IV_")
             },
             token=f"seq-{counter}" if counter.isdigit() else None,
+            mode=mode,
+            customer_id=context.get("GA_CUSTOMER_ID") or None,
         )
         step = await _or_fallback(uniqueid, self.flow.start(call))
         await self._apply(uniqueid, step, ("handoff", received))
@@ -365,29 +402,92 @@ class AsteriskWorker:
             return
         await self._returned(uniqueid, status, transfer_id)
 
+    async def _referred(self, uniqueid: str, received: float | None = None) -> None:
+        """GenerativeAgent's REFER moved the caller into genagent-sip-referred."""
+        assert self.flow is not None
+        self.calls.add(uniqueid)
+        try:
+            refer_to = await read_refer_to(self._live_session(), uniqueid)
+        except ChannelGone:
+            await self._ended(uniqueid, "gone after a REFER")
+            return
+        step = await _or_fallback(uniqueid, self.flow.sip_refer(uniqueid, refer_to))
+        await self._apply(uniqueid, step, ("referred", received))
+
+    def _invite_returned(self, leg: str, received: float | None = None) -> None:
+        """GenerativeAgent called the return URI: a new channel, held in
+        genagent-sip-inbound. Its call is named by the Request-URI's transfer id; the
+        work runs in that call's turn, so it never races the caller's own events."""
+
+        async def work(call: tuple[str, int] | None, headers: tuple[tuple[str, str], ...]) -> None:
+            assert self.flow is not None
+            call_id, attempt = call if call is not None else (leg, None)
+            if call is not None:
+                # The caller's leg to GenerativeAgent now only carries the new leg's
+                # audio: when it ends, the dialplan hangs the caller up.
+                with contextlib.suppress(AmiError):
+                    await self._live_session().setvar(call_id, "GA_SIP_RETURN", "invite")
+            step = await _or_fallback(call_id, self.flow.sip_invite(call_id, attempt, headers))
+            if isinstance(step, Hangup):  # the call is over: nobody to route
+                step = Route(RouteKind.FALLBACK, reason="INVITE return of an ended call")
+            if isinstance(step, Route):
+                self.calls.discard(call_id)
+            await self._apply_to_leg(leg, step, received)
+
+        async def read_then_work() -> None:
+            try:
+                call, headers = await read_invite_return(self._live_session(), leg)
+            except ChannelGone:
+                return
+            if call is None:
+                log.warning("INVITE return %s names no transfer: routed on its own", leg)
+            self._spawn(call[0] if call else leg, work(call, headers))
+
+        self._spawn(leg, read_then_work())
+
+    async def _apply_to_leg(self, leg: str, step: Step, received: float | None) -> None:
+        """Carry a decision out on an INVITE-return leg (never recorded as a call)."""
+        await self._apply(leg, step, ("invite", received), leg=True)
+        self.calls.discard(leg)
+
     async def _ended(self, uniqueid: str, why: str) -> None:
         assert self.flow is not None
         self.calls.discard(uniqueid)
         await self.flow.call_ended(uniqueid, why)
 
     async def _apply(
-        self, uniqueid: str, step: Step, timed: tuple[str, float | None] = ("", None)
+        self,
+        uniqueid: str,
+        step: Step,
+        timed: tuple[str, float | None] = ("", None),
+        *,
+        leg: bool = False,
     ) -> None:
-        """Carry a flow decision out on the caller's channel; ``timed`` is the event that
-        led here and when it arrived (for the event-to-action histogram)."""
+        """Carry a flow decision out on the caller's channel (``leg``: on an INVITE-return
+        leg, which is no call of its own); ``timed`` is the event that led here and when it
+        arrived (for the event-to-action histogram)."""
         assert self.flow is not None
         while isinstance(step, Hold):
             # The caller is on music on hold in genagent-dial: ask again (the poll itself
             # waits a poll interval first).
-            poll = self.flow.context_poll(uniqueid, step.attempt)
+            poll = self.flow.context_poll(step.call_id or uniqueid, step.attempt)
             step = await _or_fallback(uniqueid, poll)
         if isinstance(step, Hangup):
             self.calls.discard(uniqueid)
             return
-        if isinstance(step, SipDial):  # SIP hand-offs are not dialed from Asterisk yet
-            step = flow_fallback("SIP transfer modes are not supported by the Asterisk worker")
         session = self._live_session()
         try:
+            if isinstance(step, SipDial):
+                try:
+                    left_out = await send_to_sip_dial(session, uniqueid, step)
+                except ValueError as exc:
+                    log.error("call %s: %s", uniqueid, exc)
+                    await self._apply(uniqueid, Route(RouteKind.FALLBACK, reason=str(exc)))
+                    return
+                if left_out:
+                    log.warning("call %s: headers left out or cut: %s", uniqueid, left_out)
+                _observe_action(*timed)
+                return
             if isinstance(step, Dial):
                 await session.setvar(uniqueid, "GA_TRANSFER_NUMBER", step.number)
                 await session.setvar(uniqueid, "GA_TRANSFER_ID", step.transfer_id)
@@ -406,7 +506,8 @@ class AsteriskWorker:
             self.calls.discard(uniqueid)
         except ChannelGone:
             log.debug("call %s: the channel went away before the action", uniqueid)
-            await self._ended(uniqueid, "gone before the action")
+            if not leg:
+                await self._ended(uniqueid, "gone before the action")
 
     def _live_session(self) -> AmiSession:
         session = self.session

@@ -207,6 +207,7 @@ def invite_return(pbx: Pbx, request_uri: str, headers: dict[str, str]) -> Caller
         state=RING,
     )
     channel.sip = {
+        "header-names": ",".join(headers),
         "request_uri": request_uri,
         **{f"header:{k.lower()}": v for k, v in headers.items()},
     }
@@ -232,6 +233,10 @@ def read_sip_function(channel: Channel, name: str) -> str | None:
         return channel.variables.get(f"~HASH~{match.group(1)}~{match.group(2)}~", "")
     if name == "CHANNEL(pjsip,request_uri)":
         return channel.sip.get("request_uri", "")
+    if match := re.fullmatch(r"PJSIP_HEADERS\((.*)\)", name):
+        prefix = match.group(1).lower()
+        names = channel.sip.get("header-names", "").split(",")
+        return ",".join(n for n in names if n and n.lower().startswith(prefix))
     if match := re.fullmatch(r"PJSIP_HEADER\(read,(.*)\)", name):
         return channel.sip.get(f"header:{match.group(1).lower()}", "")
     return None
