@@ -5,10 +5,14 @@ Refer-Tos, a Refer-To longer than one Getvar, repeated hand-offs."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from adapter.asterisk.worker import StartupError
 from adapter.flow import FlowPolicy, Outcome, RouteKind
 from adapter.genagent.models import ReturnTransferType
 from adapter.sandbox import SandboxServer
@@ -254,3 +258,32 @@ async def test_a_many_header_invite_fits_the_ami_line_limit(
         assert dict(caller.invites[0].headers)["X-GA-iv-big"] == big
         assert all(not a.message.line_too_long for a in rig.fake.actions)
         assert setvars(rig, caller, "_GAH_COUNT")
+
+
+@async_test
+async def test_a_refused_refer_leaves_the_caller_with_asapp_until_its_bye(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    async with running_rig(sandbox, tmp_path, flow=API) as rig:
+        caller = rig.sip_caller(SipLeg(ending="none"), **IVR)
+        caller.hand_off()
+        await wait_until(lambda: (caller.dial and caller.dial.phase == "bridged") or None, 10, "")
+        assert caller.refer("sip:sbc?X-GA-transfer=AGENT&X-GA-tv-a=raw space") == 400
+        transfer_id = f"{caller.uniqueid}-1"
+        url = f"{sandbox.url}/sandbox/transfers/{transfer_id}/complete"
+        assert (await rig.http.post(url, json=AGENT)).status_code == 200
+        await caller.agent_hang_up()  # ASAPP gives up on the REFER and hangs up
+        await caller.wait_until("genagent-agent", timeout=10)
+        record = await rig.record(caller, "routed")
+        assert record.attempts[0].returned_by is not None
+        assert record.attempts[0].returned_by.value == "BYE"
+
+
+@async_test
+async def test_a_sip_uri_the_dialplan_cannot_dial_stops_the_worker_at_start_up(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    bad = replace(API, sip=replace(API.sip, asapp_uri="sip:genagent@asapp.example.com,evil"))
+    async with running_rig(sandbox, tmp_path, flow=bad, start=False) as rig:
+        with pytest.raises(StartupError, match="SIP_ASAPP_URI"):
+            await asyncio.wait_for(rig.worker.run(), 10)

@@ -29,6 +29,7 @@ from adapter.asterisk.sip_channel import (
     REFERRED_EVENT,
     SIP_CONTEXTS,
     SIP_DIAL_CONTEXT,
+    dial_uri_ok,
     read_invite_return,
     read_refer_to,
     send_to_sip_dial,
@@ -228,6 +229,13 @@ class AsteriskWorker:
         raise AmiError("connection closed by Asterisk")
 
     async def _check_dialplan(self, session: AmiSession, *, strictly: bool) -> None:
+        sip = self.settings.flow.sip
+        for name, uri in (("SIP_ASAPP_URI", sip.asapp_uri), ("SIP_ASAPP_DOMAIN", sip.asapp_domain)):
+            if uri is not None and not dial_uri_ok(uri):
+                raise StartupError(
+                    f"{name} cannot be put into a Dial string (a sip: or sips: URI without "
+                    "spaces, commas, '&', quotes or parentheses)"
+                )
         required = REQUIRED_CONTEXTS
         if self.settings.flow.sip.mode is not TransferMode.PHONE_NUMBER:
             required += SIP_CONTEXTS
