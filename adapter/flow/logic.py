@@ -292,7 +292,8 @@ class FlowRules(ContextReads):
         record.input_variables = dict(call.input_variables)
         record.route, record.outcome, record.phase = None, None, Phase.DIALING
         resumed = ", resuming the conversation" if previous else ""
-        record.note("handoff", f"hand-off {number} ({handoff.mode.value}){resumed}")
+        by = "" if handoff.mode is TransferMode.PHONE_NUMBER else f" by {handoff.mode.value}"
+        record.note("handoff", f"hand-off {number}{resumed}{by}")
         if number > self.policy.max_handoffs:
             too_many = f"more than {self.policy.max_handoffs} hand-offs"
             step: Step = self.fallback_route(record, too_many)
