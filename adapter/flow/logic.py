@@ -347,10 +347,10 @@ class FlowRules(ContextReads):
         attempt.returned_at = time.time()
         if record.mode is not TransferMode.PHONE_NUMBER:
             attempt.returned_by = SipReturn.BYE
+            record.note("returned", f"attempt {attempt.number} by BYE")
         if record.mode is TransferMode.SIP_HEADERS:
             attempt.outcome = Outcome.AGENT_RETURNED
             attempt.detail = "GenerativeAgent hung up: sip-headers mode has no context to read"
-            record.note("returned", f"attempt {attempt.number} by BYE, without context")
             return self.fallback_route(record, attempt.detail)
         return (yield from self.read_context(record, attempt, budget, first=True))
 
