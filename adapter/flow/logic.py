@@ -177,6 +177,9 @@ class FlowRules(ContextReads):
         key = f"refer-{current.number if current else 0}"
         if key in record.steps or record.ended:
             return _answered(record, key)
+        if record.phase is Phase.HOLDING and current is not None:
+            # Its BYE came first and the context is being read: the same wait, no new route.
+            return Hold(current.number, self.policy.poll_interval, first=False)
         if current is None or current.outcome is not None or record.phase is not Phase.DIALING:
             log.warning("call %s: a REFER for no pending SIP attempt", call_id)
             return _answered(record, key)
