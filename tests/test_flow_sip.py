@@ -290,3 +290,17 @@ def test_sip_steps_and_records_round_trip(flow: TransferFlow) -> None:
         assert step_from_json(step_to_json(step)) == step
     saved = record(flow)
     assert CallRecord.from_json(saved.to_json()) == saved
+
+
+def test_a_refer_after_its_bye_waits_with_the_caller(
+    flow: TransferFlow, sandbox: SandboxServer
+) -> None:
+    dial = start(flow)
+    control(sandbox, "faults", {"completionLagMs": 60_000})
+    play_asapp(sandbox, dial, OUTPUT)
+    held = flow.dial_ended("call-1", 1, DialResult.AGENT_DISCONNECTED)
+    assert isinstance(held, Hold)
+    again = flow.sip_refer("call-1", f"{RETURN_URI};transfer=call-1-1")
+    assert isinstance(again, Hold)
+    assert again.attempt == 1
+    assert record(flow).route is None

@@ -177,6 +177,9 @@ class FlowRules(ContextReads):
         key = f"refer-{current.number if current else 0}"
         if key in record.steps or record.ended:
             return _answered(record, key)
+        if record.phase is Phase.HOLDING and current is not None:
+            # Its BYE came first and the context is being read: the same wait, no new route.
+            return Hold(current.number, self.policy.poll_interval, first=False)
         if current is None or current.outcome is not None or record.phase is not Phase.DIALING:
             log.warning("call %s: a REFER for no pending SIP attempt", call_id)
             return _answered(record, key)
@@ -292,7 +295,8 @@ class FlowRules(ContextReads):
         record.input_variables = dict(call.input_variables)
         record.route, record.outcome, record.phase = None, None, Phase.DIALING
         resumed = ", resuming the conversation" if previous else ""
-        record.note("handoff", f"hand-off {number} ({handoff.mode.value}){resumed}")
+        by = "" if handoff.mode is TransferMode.PHONE_NUMBER else f" by {handoff.mode.value}"
+        record.note("handoff", f"hand-off {number}{resumed}{by}")
         if number > self.policy.max_handoffs:
             too_many = f"more than {self.policy.max_handoffs} hand-offs"
             step: Step = self.fallback_route(record, too_many)
@@ -346,10 +350,10 @@ class FlowRules(ContextReads):
         attempt.returned_at = time.time()
         if record.mode is not TransferMode.PHONE_NUMBER:
             attempt.returned_by = SipReturn.BYE
+            record.note("returned", f"attempt {attempt.number} by BYE")
         if record.mode is TransferMode.SIP_HEADERS:
             attempt.outcome = Outcome.AGENT_RETURNED
             attempt.detail = "GenerativeAgent hung up: sip-headers mode has no context to read"
-            record.note("returned", f"attempt {attempt.number} by BYE, without context")
             return self.fallback_route(record, attempt.detail)
         return (yield from self.read_context(record, attempt, budget, first=True))
 

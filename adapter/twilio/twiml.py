@@ -13,6 +13,7 @@ from adapter.flow import Dial, Hangup, Hold, Route, RouteKind, SipDial, Step
 from adapter.flow.routing import fallback
 from adapter.genagent.values import dialable_number, has_xml_invalid
 from adapter.twilio.settings import Destination, DestinationKind, TwilioSettings
+from adapter.twilio.sip import refer_url, sip_target
 
 log = logging.getLogger("adapter.twilio")
 
@@ -28,9 +29,13 @@ def action_url(attempt: int) -> str:
     return f"{DIAL_RESULT_PATH}?{urlencode({'attempt': attempt})}"
 
 
-def context_url(attempt: int) -> str:
-    """Where a caller on hold comes back to, so the context of ``attempt`` is read again."""
-    return f"{CONTEXT_PATH}?{urlencode({'attempt': attempt})}"
+def context_url(attempt: int, call_id: str | None = None) -> str:
+    """Where a caller on hold comes back to, so the context of ``attempt`` is read again
+    (of ``call_id`` when the caller is on another leg: an INVITE return)."""
+    query: dict[str, str | int] = {"attempt": attempt}
+    if call_id is not None:
+        query["call"] = call_id
+    return f"{CONTEXT_PATH}?{urlencode(query)}"
 
 
 class RenderError(ValueError):
@@ -89,7 +94,24 @@ class TwimlRenderer:
         response.dial(**options).number(number)
 
     def _dial_agent_sip(self, response: VoiceResponse, step: SipDial) -> None:
-        raise RenderError("SIP hand-offs are not rendered yet")
+        options: dict[str, object] = {
+            "action": action_url(step.attempt),
+            "method": "POST",
+            "timeout": step.timeout,
+            "answer_on_bridge": True,
+            "refer_url": refer_url(step.attempt),
+            "refer_method": "POST",
+        }
+        if self.settings.hangup_on_star:
+            options["hangup_on_star"] = True
+        if self.settings.agent_time_limit:
+            options["time_limit"] = self.settings.agent_time_limit
+        uri = sip_target(step)
+        password = self.settings.sip_password
+        credentials: dict[str, str] = {}
+        if self.settings.sip_username and password is not None:
+            credentials = {"username": self.settings.sip_username, "password": password.reveal()}
+        response.dial(**options).sip(uri, **credentials)
 
     def _hold(self, response: VoiceResponse, step: Hold) -> None:
         # Sound while the context is read, then straight back: no request waits on the API.
@@ -97,7 +119,7 @@ class TwimlRenderer:
             response.play(self.settings.hold_audio_url)
         else:
             response.say(self.settings.hold_say)
-        response.redirect(context_url(step.attempt), method="POST")
+        response.redirect(context_url(step.attempt, step.call_id), method="POST")
 
     def _system(self, response: VoiceResponse, route: Route) -> None:
         url = self.settings.system_return_url
