@@ -19,8 +19,9 @@ from adapter.sandbox import SandboxServer
 from adapter.sip import SipTransferSettings, TransferMode
 from tests.asterisk_rig import AGENT, SYSTEM, running_rig
 from tests.asterisk_sip_rig import RETURN_URI, SipLeg
+from tests.fake_ami.dialplan import CORE_CONF, ROUTES_CONF, Dialplan
 from tests.fake_ami.harness import async_test
-from tests.fake_ami.pbx import Caller, wait_until
+from tests.fake_ami.pbx import TEST_IVR_CONF, Caller, wait_until
 
 ASAPP_URI = "sip:genagent@asapp.example.com"
 BASE = FlowPolicy(create_deadline=1.5, context_wait=1.0, poll_interval=0.05)
@@ -287,3 +288,19 @@ async def test_a_sip_uri_the_dialplan_cannot_dial_stops_the_worker_at_start_up(
     async with running_rig(sandbox, tmp_path, flow=bad, start=False) as rig:
         with pytest.raises(StartupError, match="SIP_ASAPP_URI"):
             await asyncio.wait_for(rig.worker.run(), 10)
+
+
+@async_test
+async def test_a_sip_hand_off_without_the_sip_dialplan_falls_back_instead_of_hanging_up(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    without_sip = Dialplan.load([CORE_CONF, ROUTES_CONF], TEST_IVR_CONF)
+    flow = policy(TransferMode.PHONE_NUMBER)
+    async with running_rig(sandbox, tmp_path, flow=flow, dialplan=without_sip) as rig:
+        caller = rig.sip_caller(SipLeg(), GA_TRANSFER_MODE="sip-headers", **IVR)
+        caller.hand_off()
+        await caller.wait_until("genagent-fallback", timeout=10)
+        assert not caller.gone
+        assert caller.invites == []
+        redirects = [a.get("Context") for a in rig.fake.actions_named("Redirect")]
+        assert redirects == ["genagent-fallback"]

@@ -154,6 +154,7 @@ class AsteriskWorker:
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
         self._stopping = asyncio.Event()
         self._tls = tls_context(settings.ami)  # built (and warned about) once, at start-up
+        self._sip_dialplan = True  # extensions_genagent_sip.conf is loaded (checked at connect)
 
     # --- life cycle --------------------------------------------------------------------
 
@@ -236,10 +237,13 @@ class AsteriskWorker:
                     f"{name} cannot be put into a Dial string (a sip: or sips: URI without "
                     "spaces, commas, '&', quotes or parentheses)"
                 )
-        required = REQUIRED_CONTEXTS
+        # The SIP contexts are needed by the deployment's SIP mode, and by any hand-off that
+        # asks for one with GA_TRANSFER_MODE: without them such a hand-off falls back.
+        sip_missing = [c for c in SIP_CONTEXTS if not await session.has_extension(c, "s")]
+        self._sip_dialplan = not sip_missing
+        missing = [c for c in REQUIRED_CONTEXTS if not await session.has_extension(c, "s")]
         if self.settings.flow.sip.mode is not TransferMode.PHONE_NUMBER:
-            required += SIP_CONTEXTS
-        missing = [c for c in required if not await session.has_extension(c, "s")]
+            missing += sip_missing
         if not missing:
             return
         message = (
@@ -487,9 +491,12 @@ class AsteriskWorker:
         try:
             if isinstance(step, SipDial):
                 try:
+                    if not self._sip_dialplan:
+                        raise ValueError("extensions_genagent_sip.conf is not loaded")
                     left_out = await send_to_sip_dial(session, uniqueid, step)
-                except ValueError as exc:
-                    log.error("call %s: %s", uniqueid, exc)
+                except ValueError as exc:  # the caller must not be Redirected into nowhere
+                    log.error("call %s: no SIP dial: %s", uniqueid, exc)
+                    count_fallback("other")
                     await self._apply(uniqueid, Route(RouteKind.FALLBACK, reason=str(exc)))
                     return
                 if left_out:
