@@ -304,3 +304,38 @@ async def test_a_sip_hand_off_without_the_sip_dialplan_falls_back_instead_of_han
         assert caller.invites == []
         redirects = [a.get("Context") for a in rig.fake.actions_named("Redirect")]
         assert redirects == ["genagent-fallback"]
+
+
+@async_test
+async def test_a_refer_while_the_worker_is_disconnected_is_routed_after_the_resync(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    refer_to = f"{RETURN_URI}?X-GA-transfer=AGENT&X-GA-tv-queue=billing"
+    async with running_rig(sandbox, tmp_path, flow=HEADERS) as rig:
+        caller = rig.sip_caller(SipLeg(ending="none"), **IVR)
+        caller.hand_off()
+        await wait_until(lambda: (caller.dial and caller.dial.phase == "bridged") or None, 10, "")
+        await rig.fake.go_away()
+        await wait_until(lambda: not rig.worker.ready.is_set() or None, 10, "the worker to notice")
+        assert caller.refer(refer_to) == 200  # GenerativeAgentReferred reaches nobody
+        await rig.fake.start()
+        await caller.wait_until("genagent-agent", timeout=15)
+        assert caller.variables["GA_TV_queue"] == "billing"
+
+
+@async_test
+async def test_caller_hanging_up_while_held_after_a_refer_is_sent_nowhere(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    slow = replace(policy(TransferMode.SIP_API, ReturnTransferType.REFER), context_wait=8.0)
+    async with running_rig(sandbox, tmp_path, flow=slow) as rig:
+        await rig.http.post(f"{sandbox.url}/sandbox/faults", json={"completionLagMs": 5000})
+        caller = rig.sip_caller(SipLeg(ending="refer", output=AGENT), **IVR)
+        caller.hand_off()
+        await caller.wait_until("genagent-sip-referred", timeout=10)
+        await caller.hang_up()
+        record = await rig.record(caller, "ended")
+        assert record.route is None
+        assert [a.get("Context") for a in rig.fake.actions_named("Redirect")] == [
+            "genagent-sip-dial"
+        ]
