@@ -171,7 +171,10 @@ class FlowRules(ContextReads):
         else:
             why = "no state"
         if stored is None:
-            return (yield from self._return_without_state(call_id, refer_to, ga, why))
+            named = transfer_id_in(refer_to)
+            parts = split_transfer_id(named) if named else None
+            attempt = parts[1] if parts is not None and parts[0] == call_id else None
+            return (yield from self._return_without_state(call_id, attempt, ga, why))
         record = CallRecord.from_json(stored.data)
         current = record.current
         key = f"refer-{current.number if current else 0}"
@@ -203,8 +206,7 @@ class FlowRules(ContextReads):
         else:
             why = "no state"
         if stored is None:
-            uri = f"sip:x;transfer={call_id}-{attempt}" if attempt else ""
-            return (yield from self._return_without_state(call_id, uri, ga, why))
+            return (yield from self._return_without_state(call_id, attempt, ga, why))
         record = CallRecord.from_json(stored.data)
         current = record.current
         number = attempt or (current.number if current else 0)
@@ -239,19 +241,17 @@ class FlowRules(ContextReads):
         return for_leg(record, attempt, step)
 
     def _return_without_state(
-        self, call_id: str, uri: str, ga: GaReturn, why: str
+        self, call_id: str, attempt: int | None, ga: GaReturn, why: str
     ) -> Generator[Effect, Any, Step]:
         """A REFER or INVITE with no usable record: its X-GA-* parameters if it has
         them, else the transfer its returnURI names, else the fallback (degraded mode)."""
         if ga.found:
             log.warning("call %s: %s at a SIP return; routing from its parameters", call_id, why)
             return route_from_ga(ga, None)
-        transfer_id = transfer_id_in(uri)
-        parts = split_transfer_id(transfer_id) if transfer_id else None
-        if parts is None or parts[0] != call_id:
+        if attempt is None:
             return fallback(f"{why} at a SIP return")
         returned = DialResult.AGENT_DISCONNECTED
-        return (yield from self.without_state(call_id, parts[1], returned, why))
+        return (yield from self.without_state(call_id, attempt, returned, why))
 
     def call_ended(self, call_id: str, status: str) -> Generator[Effect, Any, None]:
         """The platform says the call is over (any phase, even before the first dial)."""
