@@ -304,3 +304,20 @@ def test_a_refer_after_its_bye_waits_with_the_caller(
     assert isinstance(again, Hold)
     assert again.attempt == 1
     assert record(flow).route is None
+
+
+def test_an_api_mode_return_without_a_record_reads_the_transfer_it_names(
+    flow: TransferFlow, sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    dial = start(flow, "lost-call")
+    play_asapp(sandbox, dial, {"transferType": "AGENT"})
+    with open_store(f"sqlite:///{tmp_path / 'empty.sqlite3'}") as empty:
+        lost = TransferFlow(flow.client, empty, flow.policy)  # the record is gone: degraded
+        refer = lost.sip_refer("lost-call", f"<{RETURN_URI};transfer=lost-call-1>")
+        invite = lost.sip_invite("lost-call", 1)
+        other = lost.sip_refer("lost-call", f"{RETURN_URI};transfer=another-call-1")
+    assert isinstance(refer, Route)
+    assert refer.kind is RouteKind.AGENT
+    assert invite == refer
+    assert isinstance(other, Route)
+    assert other.kind is RouteKind.FALLBACK

@@ -1,4 +1,4 @@
-"""Transfer ids carried in a returnURI, and the SIP settings."""
+"""Transfer ids carried in a returnURI, and read back from one."""
 
 from __future__ import annotations
 
@@ -6,9 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapter.config import EnvReader
-from adapter.genagent.models import ReturnTransferType
-from adapter.sip import SipTransferSettings, TransferMode, return_uri_for, transfer_id_in
+from adapter.sip import return_uri_for, transfer_id_in
 from adapter.sip.return_uri import split_transfer_id
 
 
@@ -54,48 +52,3 @@ def test_transfer_ids_round_trip(call: str, attempt: int, base: str) -> None:
 def test_any_text_reads_without_raising(text: str) -> None:
     found = transfer_id_in(text)
     assert found is None or split_transfer_id(found) is not None
-
-
-def test_settings_default_to_phone_numbers() -> None:
-    env = EnvReader({})
-    assert SipTransferSettings.read(env) == SipTransferSettings()
-    assert env.problems == []
-
-
-def test_settings_read_a_complete_sip_deployment() -> None:
-    env = EnvReader(
-        {
-            "TRANSFER_MODE": "SIP_API",
-            "SIP_ASAPP_URI": "sip:ga@asapp.example.com",
-            "SIP_ASAPP_DOMAIN": "headers.asapp.example.com",
-            "SIP_RETURN_URI": "sip:return@x.sip.twilio.com",
-            "SIP_RETURN_TRANSFER_TYPE": "invite",
-            "SIP_RETURN_INVITE_USERNAME": "ga",
-            "SIP_RETURN_INVITE_PASSWORD": "pw",
-        }
-    )
-    settings = SipTransferSettings.read(env)
-    assert env.problems == []
-    assert settings.mode is TransferMode.SIP_API
-    assert settings.target(TransferMode.SIP_HEADERS) == "sip:headers.asapp.example.com"
-    assert settings.return_type is ReturnTransferType.INVITE
-    assert settings.invite_auth is not None
-    assert "pw" not in repr(settings)
-
-
-def test_settings_name_every_problem() -> None:
-    env = EnvReader(
-        {
-            "TRANSFER_MODE": "sip-headers",
-            "SIP_ASAPP_URI": "http://not-sip",
-            "SIP_RETURN_TRANSFER_TYPE": "REFER",
-            "SIP_RETURN_INVITE_USERNAME": "only-user",
-        }
-    )
-    SipTransferSettings.read(env)
-    text = " ".join(env.problems)
-    for name in ("SIP_ASAPP_URI", "SIP_ASAPP_DOMAIN", "SIP_RETURN_URI", "SIP_RETURN_INVITE"):
-        assert name in text
-    bad = EnvReader({"TRANSFER_MODE": "carrier-pigeon"})
-    SipTransferSettings.read(bad)
-    assert "TRANSFER_MODE" in bad.problems[0]

@@ -3,6 +3,7 @@ simulator playing Twilio and ASAPP's SIP side, the sandbox playing the API."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -274,3 +275,19 @@ def test_unsigned_sip_webhooks_are_refused(stack: Stack) -> None:
         assert response.status_code == 403
         bad_sid = stack.post(path, call_params("CA-bad"))
         assert bad_sid.status_code == 400
+
+
+def test_the_call_history_tells_a_sip_hand_off_without_caller_values(stack: Stack) -> None:
+    from adapter.history.render import story_lines
+    from adapter.history.view import read_call
+
+    leg = AgentLeg(output=SYSTEM_OUT, sip_return="REFER")
+    query = {"mode": "sip-headers", "iv_secretcode": "987654321"}
+    result = stack.sim.play(CallScript(legs=(AgentLeg(answer="busy"), leg), query=query))
+    stored = stack.store.get(result.call_sid)
+    assert stored is not None
+    text = "\n".join(story_lines(read_call(stored).story(time.time())))
+    assert "hand-off 1 by sip-headers" in text
+    assert f"#2 {result.call_sid}-2: agent-returned returned by REFER" in text
+    assert "987654321" not in text
+    assert "12.50" not in text

@@ -18,14 +18,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 import httpx
 from twilio.request_validator import RequestValidator
 
-from adapter.demo.sip_agent import (
-    SipLegResult,
-    SipReturnKind,
-    connect,
-    ga_invite_headers,
-    headers_refer_to,
-    sip_failure,
-)
+from adapter.demo.sip_agent import SipReturnKind, play_sip_leg
 from adapter.twilio.sids import new_call_sid
 
 SIMULATED_ACCOUNT_SID = "AC" + "0" * 32
@@ -232,7 +225,7 @@ class TwilioSimulator:
         call.result.sip_dialed.append(uri)
         call.log("twilio", f"dials SIP, ringing up to {verb.get('timeout')} s")
         leg = call.legs.pop(0) if call.legs else AgentLeg(answer="no-answer")
-        ended = self._play_sip_leg(leg, uri, call)
+        ended = play_sip_leg(self._http, self.sandbox_url, uri, leg, self.sip_return_uri)
         call.log("agent", ended.text)
         action = urljoin(url, verb.get("action", ""))
         if ended.how == "action":
@@ -254,42 +247,6 @@ class TwilioSimulator:
             "CallStatus": "ringing",
         } | {f"SipHeader_{name}": value for name, value in ended.headers.items()}
         return f"{self.app_url}/twilio/sip-return", invite
-
-    def _play_sip_leg(self, leg: AgentLeg, uri: str, call: _Call) -> SipLegResult:
-        if leg.answer != "agent":
-            return sip_failure(leg.answer)
-        conversation, transfer = connect(self._http, self.sandbox_url, uri)
-        call.log("agent", "GenerativeAgent answers the SIP call")
-        dial = {"DialCallStatus": "completed", "DialCallDuration": str(leg.talk_seconds)}
-        control = f"{self.sandbox_url}/sandbox/transfers/{conversation}"
-        if leg.ending == "caller-hangs-up":
-            if transfer is not None:
-                self._http.post(f"{control}/caller-hangup").raise_for_status()
-            params = dial | {"CallStatus": "completed"}
-            return SipLegResult("action", params, "the caller hangs up while talking to it")
-        if transfer is not None:
-            self._http.post(f"{control}/complete", json=leg.output).raise_for_status()
-            return_uri = (transfer.get("sip") or {}).get("returnURI") or self.sip_return_uri
-        else:
-            return_uri = self.sip_return_uri
-        kind = leg.output.get("transferType")
-        if leg.sip_return == "BYE":
-            params = dial | {"CallStatus": "in-progress"}
-            return SipLegResult("action", params, f"GenerativeAgent hangs up (BYE): {kind}")
-        if leg.sip_return == "REFER":
-            refer_to = leg.refer_to
-            if refer_to is None:
-                refer_to = (
-                    return_uri
-                    if transfer is not None
-                    else headers_refer_to(return_uri, conversation, leg.output)
-                )
-            return SipLegResult(
-                "refer", text=f"GenerativeAgent sends REFER: {kind}", return_uri=refer_to
-            )
-        headers = {} if transfer is not None else ga_invite_headers(conversation, leg.output)
-        text = f"GenerativeAgent calls the return URI (INVITE): {kind}"
-        return SipLegResult("invite", text=text, return_uri=return_uri, headers=headers)
 
     def _end_first_leg(self, call: _Call) -> None:
         """After an INVITE return, GenerativeAgent at last hangs up the first leg."""

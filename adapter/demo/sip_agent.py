@@ -11,7 +11,7 @@ return URI with X-GA-* parameters in headers mode, transfer variables first with
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from urllib.parse import quote
 
 import httpx
@@ -21,6 +21,23 @@ from adapter.sip import CALL_TRANSFER_ID_HEADER, fit_headers, parse_refer_to
 SipReturnKind = Literal["BYE", "REFER", "INVITE"]
 REFER_BUDGET = 1024
 _SIP_FAILURES = {"busy": "486", "no-answer": "408", "failed": "503"}
+
+
+class SipLegScript(Protocol):
+    """What the simulator's AgentLeg says about a SIP leg."""
+
+    @property
+    def answer(self) -> str: ...
+    @property
+    def ending(self) -> str: ...
+    @property
+    def output(self) -> dict[str, Any]: ...
+    @property
+    def talk_seconds(self) -> int: ...
+    @property
+    def sip_return(self) -> SipReturnKind: ...
+    @property
+    def refer_to(self) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,3 +95,41 @@ def ga_invite_headers(conversation: str, output: dict[str, Any]) -> dict[str, st
         for name, value in (output.get(key) or {}).items():
             headers[f"X-GA-{prefix}-{name}"] = str(value)
     return headers
+
+
+def play_sip_leg(
+    http: httpx.Client, sandbox_url: str, uri: str, leg: SipLegScript, static_return: str
+) -> SipLegResult:
+    """Play ASAPP's side of one <Sip> dial to ``uri``; ``static_return`` is the return URI
+    a sip-headers deployment configured with ASAPP."""
+    if leg.answer != "agent":
+        return sip_failure(leg.answer)
+    conversation, transfer = connect(http, sandbox_url, uri)
+    dial = {"DialCallStatus": "completed", "DialCallDuration": str(leg.talk_seconds)}
+    control = f"{sandbox_url}/sandbox/transfers/{conversation}"
+    if leg.ending == "caller-hangs-up":
+        if transfer is not None:
+            http.post(f"{control}/caller-hangup").raise_for_status()
+        params = dial | {"CallStatus": "completed"}
+        return SipLegResult("action", params, "the caller hangs up while talking to it")
+    return_uri = static_return
+    if transfer is not None:
+        http.post(f"{control}/complete", json=leg.output).raise_for_status()
+        return_uri = (transfer.get("sip") or {}).get("returnURI") or static_return
+    kind = leg.output.get("transferType")
+    if leg.sip_return == "BYE":
+        params = dial | {"CallStatus": "in-progress"}
+        return SipLegResult("action", params, f"GenerativeAgent hangs up (BYE): {kind}")
+    if leg.sip_return == "REFER":
+        refer_to = leg.refer_to
+        if refer_to is None:
+            refer_to = (
+                return_uri
+                if transfer is not None
+                else headers_refer_to(return_uri, conversation, leg.output)
+            )
+        text = f"GenerativeAgent sends REFER: {kind}"
+        return SipLegResult("refer", text=text, return_uri=refer_to)
+    headers = {} if transfer is not None else ga_invite_headers(conversation, leg.output)
+    text = f"GenerativeAgent calls the return URI (INVITE): {kind}"
+    return SipLegResult("invite", text=text, return_uri=return_uri, headers=headers)

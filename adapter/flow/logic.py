@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator
 from datetime import UTC, datetime
 from typing import Any
 
-from adapter.flow.context import ContextReads, describe
+from adapter.flow.answers import after_return, answered
+from adapter.flow.context import describe
 from adapter.flow.effects import CreateTransfer, Effect, GetTransfer, Load, Pause, Purge, Save
 from adapter.flow.model import (
     Attempt,
@@ -43,8 +44,9 @@ from adapter.flow.model import (
     step_to_json,
 )
 from adapter.flow.policy import FlowPolicy
-from adapter.flow.routing import Router, default_router, fallback
-from adapter.flow.sip_steps import for_leg, route_from_ga, sip_dial, sip_request
+from adapter.flow.routing import Router, default_router
+from adapter.flow.sip_returns import SipReturns
+from adapter.flow.sip_steps import for_leg, sip_dial, sip_request
 from adapter.genagent import (
     Deadline,
     GenAgentError,
@@ -53,8 +55,6 @@ from adapter.genagent import (
     TransferStatus,
 )
 from adapter.genagent.values import dialable_number
-from adapter.sip.refer import GaReturn, ga_return, parse_refer_to
-from adapter.sip.return_uri import split_transfer_id, transfer_id_in
 from adapter.store import StaleWriteError, Stored, StoreError
 
 log = logging.getLogger("adapter.flow")
@@ -67,7 +67,7 @@ _DIAL_OUTCOMES = {
 _SAVE_TRIES = 5
 
 
-class FlowRules(ContextReads):
+class FlowRules(SipReturns):
     """What to do on each front event, as generators of effects."""
 
     def __init__(
@@ -115,10 +115,10 @@ class FlowRules(ContextReads):
             return (yield from self.without_state(call_id, attempt, result, "no state"))
         record = CallRecord.from_json(stored.data)
         if key in record.steps or record.ended:
-            return _answered(record, key)
+            return answered(record, key)
         current = record.current
         if current is not None and current.number == attempt and current.returned_by:
-            return _after_return(record, current)
+            return after_return(record, current)
         if (
             current is None
             or current.number != attempt
@@ -126,7 +126,7 @@ class FlowRules(ContextReads):
             or record.phase is not Phase.DIALING
         ):
             log.warning("call %s: result for attempt %d is not the current one", call_id, attempt)
-            return _answered(record, key)
+            return answered(record, key)
         record.note("dial ended", f"attempt {attempt}: {result.value}")
         step = yield from self._after_dial(record, current, result)
         return (yield from self._save(record, stored.version, key, step))
@@ -146,10 +146,10 @@ class FlowRules(ContextReads):
             return (yield from self.without_state(call_id, attempt, returned, missing))
         record = CallRecord.from_json(stored.data)
         if key in record.steps or record.ended:
-            return _answered(record, key)
+            return answered(record, key)
         current = record.current
         if record.phase is not Phase.HOLDING or current is None or current.number != attempt:
-            return _answered(record, key)  # stale or out of order: where the call is now
+            return answered(record, key)  # stale or out of order: where the call is now
         # Polls come back as fast as the hold audio ends (a short clip, or none heard at
         # all): keep them at least a poll interval apart, whatever the audio.
         yield Pause(self.policy.poll_interval)
@@ -157,101 +157,6 @@ class FlowRules(ContextReads):
         if isinstance(step, Hold):
             return for_leg(record, current, step)  # nothing decided yet: nothing to save
         return (yield from self._save(record, stored.version, key, step))
-
-    def sip_refer(self, call_id: str, refer_to: str) -> Generator[Effect, Any, Step]:
-        """GenerativeAgent referred the caller of a SIP hand-off to ``refer_to`` (the
-        Refer-To, raw). sip-headers: route from its X-GA-* parameters, no API call;
-        sip-api: read the transfer's context and route by it."""
-        target = parse_refer_to(refer_to)
-        ga = ga_return(target.headers, truncated=target.truncated)
-        try:
-            stored = yield Load(call_id)
-        except StoreError as exc:
-            stored, why = None, f"the call store is unreachable ({type(exc).__name__})"
-        else:
-            why = "no state"
-        if stored is None:
-            return (yield from self._return_without_state(call_id, refer_to, ga, why))
-        record = CallRecord.from_json(stored.data)
-        current = record.current
-        key = f"refer-{current.number if current else 0}"
-        if key in record.steps or record.ended:
-            return _answered(record, key)
-        if record.phase is Phase.HOLDING and current is not None:
-            # Its BYE came first and the context is being read: the same wait, no new route.
-            return Hold(current.number, self.policy.poll_interval, first=False)
-        if current is None or current.outcome is not None or record.phase is not Phase.DIALING:
-            log.warning("call %s: a REFER for no pending SIP attempt", call_id)
-            return _answered(record, key)
-        step = yield from self._returned(record, current, SipReturn.REFER, ga)
-        return (yield from self._save(record, stored.version, key, step))
-
-    def sip_invite(
-        self,
-        call_id: str,
-        attempt: int | None,
-        headers: Sequence[tuple[str, str]] = (),
-    ) -> Generator[Effect, Any, Step]:
-        """GenerativeAgent called the return URI: the answer is for that new leg (the
-        caller, through GenerativeAgent). ``attempt`` comes from the returnURI (None: the
-        call's current one); ``headers`` are the INVITE's X-GA-* headers, if any."""
-        ga = ga_return(headers)
-        try:
-            stored = yield Load(call_id)
-        except StoreError as exc:
-            stored, why = None, f"the call store is unreachable ({type(exc).__name__})"
-        else:
-            why = "no state"
-        if stored is None:
-            uri = f"sip:x;transfer={call_id}-{attempt}" if attempt else ""
-            return (yield from self._return_without_state(call_id, uri, ga, why))
-        record = CallRecord.from_json(stored.data)
-        current = record.current
-        number = attempt or (current.number if current else 0)
-        key = f"invite-{number}"
-        if key in record.steps:
-            return _answered(record, key)
-        if record.ended:
-            return Hangup()
-        if (
-            current is None
-            or current.number != number
-            or current.outcome is not None
-            or record.phase is not Phase.DIALING
-        ):
-            log.warning("call %s: an INVITE return for no pending SIP attempt", call_id)
-            return _answered(record, key)
-        step = yield from self._returned(record, current, SipReturn.INVITE, ga)
-        return (yield from self._save(record, stored.version, key, step))
-
-    def _returned(
-        self, record: CallRecord, attempt: Attempt, how: SipReturn, ga: GaReturn
-    ) -> Generator[Effect, Any, Step]:
-        """A SIP attempt came back by REFER or INVITE: its route, or a Hold."""
-        attempt.returned_by, attempt.returned_at = how, time.time()
-        record.note("returned", f"attempt {attempt.number} by {how.value}")
-        if record.mode is TransferMode.SIP_HEADERS:
-            attempt.outcome = Outcome.AGENT_RETURNED
-            if ga.problems:
-                record.note("X-GA parameters", "; ".join(ga.problems)[:300])
-            return self.route(record, route_from_ga(ga, attempt.transfer_id), None)
-        step = yield from self.read_context(record, attempt, self._budget(), first=True)
-        return for_leg(record, attempt, step)
-
-    def _return_without_state(
-        self, call_id: str, uri: str, ga: GaReturn, why: str
-    ) -> Generator[Effect, Any, Step]:
-        """A REFER or INVITE with no usable record: its X-GA-* parameters if it has
-        them, else the transfer its returnURI names, else the fallback (degraded mode)."""
-        if ga.found:
-            log.warning("call %s: %s at a SIP return; routing from its parameters", call_id, why)
-            return route_from_ga(ga, None)
-        transfer_id = transfer_id_in(uri)
-        parts = split_transfer_id(transfer_id) if transfer_id else None
-        if parts is None or parts[0] != call_id:
-            return fallback(f"{why} at a SIP return")
-        returned = DialResult.AGENT_DISCONNECTED
-        return (yield from self.without_state(call_id, parts[1], returned, why))
 
     def call_ended(self, call_id: str, status: str) -> Generator[Effect, Any, None]:
         """The platform says the call is over (any phase, even before the first dial)."""
@@ -313,15 +218,15 @@ class FlowRules(ContextReads):
         one is asked for."""
         key = start_key(handoff.number)
         if handoff is not record.handoff or handoff.route is not None:
-            return handoff.route or _answered(record, key)
+            return handoff.route or answered(record, key)
         if record.phase is Phase.HOLDING and record.current is not None:
             return Hold(record.current.number, self.policy.poll_interval, first=False)
         attempt = record.current
         if attempt is None or attempt.outcome is not None or attempt.handoff != handoff.number:
-            return _answered(record, key)
+            return answered(record, key)
         if handoff.mode is not TransferMode.PHONE_NUMBER:
             dial = sip_dial(record, attempt, self.policy.sip, self.policy.dial_timeout)
-            return dial or _answered(record, key)
+            return dial or answered(record, key)
         number = dialable_number(attempt.transfer_number)
         expire_at = datetime.fromisoformat(attempt.expire_at) if attempt.expire_at else None
         timeout = self.policy.dial_timeout_until(expire_at, self._now())
@@ -460,7 +365,7 @@ class FlowRules(ContextReads):
                     break
                 fresh = CallRecord.from_json(stored.data)
                 if fresh.steps.get(key) != previous or fresh.ended:
-                    return _answered(fresh, key)
+                    return answered(fresh, key)
                 version = stored.version
         log.error("call %s: could not save the answer to %s", record.call_id, key)
         return step
@@ -505,26 +410,6 @@ def _redelivered(record: CallRecord, token: str | None) -> Handoff | None:
             )
         return current
     return None
-
-
-def _after_return(record: CallRecord, attempt: Attempt) -> Step:
-    """The dial of an attempt that came back by REFER or INVITE ended. After a REFER the
-    answer is the REFER's (whichever a platform follows, the caller goes one way); after
-    an INVITE the caller is on the new leg, so this one ends."""
-    if attempt.returned_by is SipReturn.INVITE:
-        return Hangup()
-    if attempt.returned_by is SipReturn.REFER:
-        return _answered(record, f"refer-{attempt.number}")
-    return _answered(record, f"dial-{attempt.number}")
-
-
-def _answered(record: CallRecord, key: str) -> Step:
-    saved = record.steps.get(key)
-    if saved is not None:
-        return step_from_json(saved)
-    if record.ended:
-        return Hangup()
-    return record.route or fallback("out-of-order event for this call")
 
 
 def _end(record: CallRecord, why: str) -> None:
