@@ -149,6 +149,7 @@ class AsteriskWorker:
         self.flow: AsyncTransferFlow | None = None
         self.session: AmiSession | None = None
         self.calls: set[str] = set()  # Uniqueids of callers the worker is handling
+        self._hung_up: set[str] = set()  # of those, gone; their _ended is queued
         self.ready = asyncio.Event()  # logged in, checked and resynchronised
         self._tasks: set[asyncio.Task[None]] = set()
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
@@ -315,6 +316,7 @@ class AsteriskWorker:
     def _on_hangup(self, event: Message) -> None:
         uniqueid = first(event.get("Uniqueid"))
         if uniqueid in self.calls:
+            self._hung_up.add(uniqueid)  # a hold in progress stops asking for the context
             self._spawn(
                 uniqueid, self._ended(uniqueid, f"hangup cause {first(event.get('Cause'))}")
             )
@@ -465,6 +467,7 @@ class AsteriskWorker:
     async def _ended(self, uniqueid: str, why: str) -> None:
         assert self.flow is not None
         self.calls.discard(uniqueid)
+        self._hung_up.discard(uniqueid)
         await self.flow.call_ended(uniqueid, why)
 
     async def _apply(
@@ -480,6 +483,8 @@ class AsteriskWorker:
         arrived (for the event-to-action histogram)."""
         assert self.flow is not None
         while isinstance(step, Hold):
+            if uniqueid in self._hung_up:
+                return  # the caller is gone: its queued _ended records it
             # The caller is on music on hold in genagent-dial: ask again (the poll itself
             # waits a poll interval first).
             poll = self.flow.context_poll(step.call_id or uniqueid, step.attempt)
