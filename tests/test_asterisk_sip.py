@@ -339,3 +339,20 @@ async def test_caller_hanging_up_while_held_after_a_refer_is_sent_nowhere(
         assert [a.get("Context") for a in rig.fake.actions_named("Redirect")] == [
             "genagent-sip-dial"
         ]
+
+
+@async_test
+async def test_sip_headers_invite_return_is_routed_by_its_own_headers(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    async with running_rig(sandbox, tmp_path, flow=HEADERS) as rig:
+        caller = rig.sip_caller(SipLeg(ending="invite", output=AGENT), **IVR)
+        caller.hand_off()
+        leg = await wait_until(lambda: rig.sip.returns[0] if rig.sip.returns else None, 10, "")
+        assert isinstance(leg, Caller)
+        await leg.wait_until("genagent-agent", timeout=10)
+        assert leg.variables["GA_TRANSFER_TYPE"] == "AGENT"
+        # Nothing names the caller's hand-off: its leg to GenerativeAgent is left alone.
+        assert caller.dial is not None
+        assert caller.variables.get("GA_SIP_RETURN", "") == ""
+        assert rig.store.get(leg.uniqueid) is None  # the leg is no call of its own
