@@ -291,3 +291,21 @@ def test_the_call_history_tells_a_sip_hand_off_without_caller_values(stack: Stac
     assert f"#2 {result.call_sid}-2: agent-returned returned by REFER" in text
     assert "987654321" not in text
     assert "12.50" not in text
+
+
+def test_an_invite_leg_holds_while_the_context_lags_then_is_routed(
+    make_sip_stack: Callable[..., Stack],
+) -> None:
+    policy = sip_policy()
+    lagging = FlowPolicy(context_wait=6.0, poll_interval=0.2, hold_after=0.3, sip=policy.sip)
+    stack = make_sip_stack(lagging)
+    stack.faults(completionLagMs=1500)
+    result = stack.sim.play(CallScript(legs=(AgentLeg(output=AGENT_OUT, sip_return="INVITE"),)))
+    redirects = [
+        d.findtext("Redirect") or "" for d in result.documents if d.find("Redirect") is not None
+    ]
+    assert redirects
+    assert all(f"call={result.call_sid}" in url for url in redirects)
+    assert result.said  # hold audio, never silence
+    assert result.final_target == f"number {AGENT}"
+    assert stack.record(result.call_sid).route is not None

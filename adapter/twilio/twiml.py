@@ -12,6 +12,8 @@ from twilio.twiml.voice_response import VoiceResponse
 from adapter.flow import Dial, Hangup, Hold, Route, RouteKind, SipDial, Step
 from adapter.flow.routing import fallback
 from adapter.genagent.values import dialable_number, has_xml_invalid
+from adapter.sip import fit_headers, sip_uri_with_headers
+from adapter.sip.headers import TWILIO_HEADER_BUDGET
 from adapter.twilio.settings import Destination, DestinationKind, TwilioSettings
 from adapter.twilio.sip import refer_url, sip_target
 
@@ -19,8 +21,6 @@ log = logging.getLogger("adapter.twilio")
 
 DIAL_RESULT_PATH = "/twilio/dial-result"
 CONTEXT_PATH = "/twilio/context"
-# Twilio's limit on custom SIP headers; variables past it are dropped, transfer ones last.
-SIP_HEADER_BUDGET = 1024
 _HEADER_TOKEN = re.compile(r"[A-Za-z0-9_.-]{1,64}", re.ASCII)
 
 
@@ -192,24 +192,13 @@ def _sip_with_headers(uri: str, route: Route) -> str:
         headers.append(("X-GA-currentTaskName", route.current_task_name))
     headers += [(f"X-GA-tv-{k}", v) for k, v in route.transfer_variables.items()]
     headers += [(f"X-GA-rv-{k}", v) for k, v in route.reference_variables.items()]
-    kept: list[tuple[str, str]] = []
-    used = 0
-    for name, value in headers:
-        if not _HEADER_TOKEN.fullmatch(name.removeprefix("X-GA-")):
-            continue
-        size = len(urlencode([(name, value)])) + 1
-        if used + size > SIP_HEADER_BUDGET:
-            log.warning(
-                "SIP headers over %d characters: %d dropped",
-                SIP_HEADER_BUDGET,
-                len(headers) - len(kept),
-            )
-            break
-        kept.append((name, value))
-        used += size
-    if not kept:
-        return uri
-    return f"{uri}{'&' if '?' in uri else '?'}{urlencode(kept)}"
+    valid = [(n, v) for n, v in headers if _HEADER_TOKEN.fullmatch(n.removeprefix("X-GA-"))]
+    fitted = fit_headers(valid, TWILIO_HEADER_BUDGET)
+    if fitted.dropped:
+        log.warning(
+            "SIP headers over %d characters: %d dropped", TWILIO_HEADER_BUDGET, len(fitted.dropped)
+        )
+    return sip_uri_with_headers(uri, fitted.kept)
 
 
 def _with_query(url: str, params: list[tuple[str, str]]) -> str:
