@@ -1,8 +1,10 @@
 """The AMI worker: Asterisk events in, flow decisions out as Setvar + Redirect.
 
 The dialplan (asterisk_conf/) raises ``GenerativeAgentTransfer`` when a caller is
-handed over and ``GenerativeAgentReturned`` when the dial of a transfer number ends;
-a ``Hangup`` of a caller ends its call. The worker runs connect -> check the dialplan
+handed over and ``GenerativeAgentReturned`` when the dial of a transfer number (or of
+GenerativeAgent's SIP URI) ends; in the SIP modes also ``GenerativeAgentReferred`` when a
+REFER moved the caller back, and ``GenerativeAgentInviteReturn`` on the new channel of an
+INVITE return. A ``Hangup`` of a caller ends its call. The worker runs connect -> check the dialplan
 -> resynchronise -> process events, and on any loss of the connection starts again
 with backoff. Every call is handled in its own tracked task, serialised per call, so
 one slow API call never holds up another call.
