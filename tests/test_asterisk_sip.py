@@ -356,3 +356,19 @@ async def test_sip_headers_invite_return_is_routed_by_its_own_headers(
         assert caller.dial is not None
         assert caller.variables.get("GA_SIP_RETURN", "") == ""
         assert rig.store.get(leg.uniqueid) is None  # the leg is no call of its own
+
+
+@async_test
+async def test_headers_beyond_what_an_invite_can_carry_are_dropped_not_the_call(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    many = {f"GA_IV_v{n:02d}": "v" * 1000 for n in range(70)}  # ~72 KB of X-GA-iv-*
+    async with running_rig(sandbox, tmp_path, flow=HEADERS) as rig:
+        caller = rig.sip_caller(SipLeg(ending="refer", output=AGENT), **{**IVR, **many})
+        caller.hand_off()
+        await caller.wait_until("genagent-agent", timeout=15)
+        (invite,) = caller.invites
+        sent = dict(invite.headers)
+        assert sent["X-GA-taskName"] == "call_routing"  # the fixed headers come first
+        assert 50 <= sum(n.startswith("X-GA-iv-v") for n in sent) < 70
+        assert sum(len(n) + len(v) + 4 for n, v in invite.headers) <= 60_000

@@ -203,3 +203,17 @@ async def test_invite_return_is_a_new_channel_held_in_the_endpoint_context() -> 
         assert (await client.send(redirect(ret.name, "genagent-agent"))).success
         await ret.wait_until("genagent-agent")
         assert server.pbx.invite_return("sip:%2A@127.0.0.1", {}) == 404
+
+
+@async_test
+async def test_an_invite_over_64_kb_is_not_sent_and_the_dial_ends_congestion() -> None:
+    async with fake() as server, Client(server, "genagent-adapter", "worker-secret") as client:
+        caller = server.new_caller(READY)
+        caller.hand_off()
+        await client.wait_for_event("GenerativeAgentTransfer")
+        headers = [(f"X-GA-iv-v{n}", "v" * 7000) for n in range(10)]  # ~70 KB
+        await sip_dial(client, caller, headers)
+        returned = await client.wait_for_event("GenerativeAgentReturned")
+        assert returned.dialstatus == "CONGESTION"  # trace-sip-3: 600 x 100 chars
+        hangups = [m for m in client.events if m.event == "Hangup"]
+        assert [m.cause for m in hangups] == ["34"]

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 
 from adapter.asterisk.ami import AmiSession
 from adapter.flow import SipDial
+from adapter.sip.headers import fit_headers
 from adapter.sip.return_uri import split_transfer_id, transfer_id_in
 
 SIP_DIAL_CONTEXT = "genagent-sip-dial"
@@ -34,6 +35,9 @@ REFERRED_EVENT = "GenerativeAgentReferred"
 INVITE_RETURN_EVENT = "GenerativeAgentInviteReturn"
 PIECE_BYTES = 1000
 MAX_PIECES = 8
+# Asterisk's pjproject sends no INVITE over 65,535 bytes (the dial ends CONGESTION): the
+# added headers keep 60,000, leaving room for the standard headers and the SDP.
+INVITE_HEADER_BUDGET = 60_000
 REFER_PIECES_MAX = 8  # genagent-sip-referred keeps 8 pieces of 1,000 characters
 REQUEST_URI = "CHANNEL(pjsip,request_uri)"
 MAX_X_HEADERS = 64  # of an INVITE return, read one Getvar each
@@ -90,6 +94,11 @@ def header_variables(headers: Iterable[tuple[str, str]]) -> tuple[list[tuple[str
     return variables, problems
 
 
+def header_line_bytes(name: str, value: str) -> int:
+    """Bytes of ``name: value`` CRLF on the INVITE."""
+    return len(name.encode()) + len(value.encode("utf-8", "replace")) + 4
+
+
 def _clean(value: str) -> str:
     """A header value as one line: CR/LF become spaces, NUL and lone surrogates go."""
     return re.sub("[\x00\ud800-\udfff]", "", re.sub("[\r\n]", " ", value))
@@ -115,7 +124,9 @@ async def send_to_sip_dial(session: AmiSession, channel: str, step: SipDial) -> 
     that cannot be put into a Dial string (nothing is sent then)."""
     if not dial_uri_ok(step.uri):
         raise ValueError("the SIP URI cannot be dialed from the dialplan")
-    variables, problems = header_variables(step.headers)
+    fitted = fit_headers(step.headers, INVITE_HEADER_BUDGET, cost=header_line_bytes)
+    variables, problems = header_variables(fitted.kept)
+    problems += fitted.dropped
     await session.setvar(channel, "GA_SIP_URI", step.uri)
     await session.setvar(channel, "GA_TRANSFER_ID", step.transfer_id)
     for name, value in variables:

@@ -522,7 +522,9 @@ class Pbx:
         priority = self._priority(context, "Dial")
         channel.move(context, "s", priority, "Dial", f"{dial_string},{seconds:g},g")
         outcome = None
-        if self.config.dial_handler is not None:
+        if context == sip.SIP_DIAL and sip.invite_too_big(caller.invites[-1]):
+            outcome = DialOutcome("CONGESTION")  # nothing reaches GenerativeAgent
+        elif self.config.dial_handler is not None:
             outcome = await self.config.dial_handler(caller, number)
         if outcome is None:
             outcome = caller.outcomes.popleft() if caller.outcomes else self.config.default_outcome

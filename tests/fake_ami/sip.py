@@ -31,6 +31,8 @@ REFER_CONTEXT = "genagent-sip-refer"
 REFERRED = "genagent-sip-referred"
 INBOUND = "genagent-sip-inbound"  # the ASAPP endpoint's context in pjsip_genagent.conf
 EXT_DATA_SIZE = 8192  # pbx.c: an application's data after substitution, NUL included
+PJSIP_MAX_PKT_LEN = 65535  # a bigger INVITE is not sent: the dial ends CONGESTION (34)
+INVITE_BASE_BYTES = 900  # request line, standard headers and SDP of a recorded INVITE
 REFER_PIECE, REFER_PIECES = 1000, 8  # as genagent-sip-referred cuts GA_REFER_TO
 
 
@@ -58,6 +60,12 @@ def predial_headers(leg: Channel) -> list[tuple[str, str]]:
             data = f"PJSIP_HEADER(add,{name})={value}".encode()[: EXT_DATA_SIZE - 1]
             headers.append((name, data.decode(errors="ignore").partition("=")[2]))
     return headers
+
+
+def invite_too_big(invite: SipInvite) -> bool:
+    """True if pjproject would not send this INVITE (trace-sip-3: 600 x 100-char headers)."""
+    added = sum(len(n.encode()) + len(v.encode()) + 4 for n, v in invite.headers)
+    return INVITE_BASE_BYTES + added > PJSIP_MAX_PKT_LEN
 
 
 def pattern_matches(pattern: str, exten: str) -> bool:
