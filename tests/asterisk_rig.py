@@ -21,6 +21,7 @@ from adapter.demo.simulator import AgentLeg
 from adapter.flow import CallRecord, FlowPolicy
 from adapter.sandbox import SandboxServer
 from adapter.store import CallStore, open_store
+from tests.asterisk_sip_rig import SipLeg, SipPlay, play_sip
 from tests.conftest import settings_for
 from tests.fake_ami.pbx import Caller, DialOutcome, wait_until
 from tests.fake_ami.server import FakeAsterisk
@@ -45,6 +46,8 @@ class Rig:
     worker: AsteriskWorker | None  # None when the workers run as processes
     http: httpx.AsyncClient
     legs: dict[str, list[AgentLeg]] = field(default_factory=dict)
+    sip_legs: dict[str, list[SipLeg]] = field(default_factory=dict)
+    sip: SipPlay = field(default_factory=SipPlay)
     hang_ups: set[asyncio.Task[None]] = field(default_factory=set)
 
     def caller(self, *legs: AgentLeg, **variables: str) -> Caller:
@@ -53,8 +56,16 @@ class Rig:
         self.legs[caller.uniqueid] = list(legs)
         return caller
 
+    def sip_caller(self, *legs: SipLeg, **variables: str) -> Caller:
+        """A caller in the IVR whose SIP dials ASAPP handles as scripted."""
+        caller = self.fake.new_caller(variables)
+        self.sip_legs[caller.uniqueid] = list(legs)
+        return caller
+
     async def play_agent(self, caller: Caller, number: str) -> DialOutcome:
         """The fake PBX dials ``number``: play the next scripted leg on the sandbox."""
+        if number.lower().startswith(("sip:", "sips:")):
+            return await play_sip(self, caller, number)
         legs = self.legs.get(caller.uniqueid) or []
         leg = legs.pop(0) if legs else AgentLeg(answer="no-answer")
         if leg.answer in _PBX_STATUS:
@@ -169,7 +180,7 @@ async def running_rig(
         worker.stop()
         if running is not None:
             await asyncio.wait_for(running, 10)
-        for task in rig.hang_ups:
+        for task in rig.hang_ups | rig.sip.tasks:
             task.cancel()
         await http.aclose()
         await fake.stop()

@@ -99,7 +99,10 @@ def test_demo_plays_every_call_and_exits_zero() -> None:
         [sys.executable, "-m", "adapter", "demo"], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "8 of 8 calls ended as expected." in result.stdout
+    assert "12 of 12 calls ended as expected." in result.stdout
+    for how in ("BYE", "REFER", "INVITE"):
+        assert f"by {how}\n" in result.stdout
+    assert "Dial[Sip] with action and referUrl" in result.stdout
     assert "handoff: hand-off 2, resuming the conversation" in result.stdout
     assert "holding" in result.stdout
     assert result.stderr == ""  # the timelines only: no log lines, no HTTP client lines

@@ -16,7 +16,7 @@ from typing import Any
 
 from adapter.asterisk.leases import CallLeases, Fence, LeaseError
 from adapter.asterisk.settings import WorkerSettings
-from adapter.flow import Dial, Route
+from adapter.flow import Dial, Route, SipDial
 from adapter.observe.masking import safe_id
 
 log = logging.getLogger("adapter.asterisk")
@@ -67,7 +67,7 @@ class CallSharing:
         except LeaseError as exc:
             log.warning("call %s: %s; its lease will run out", safe_id(uniqueid), exc)
 
-    async def _fence(self, uniqueid: str, step: Dial | Route, decision: str) -> bool:
+    async def _fence(self, uniqueid: str, step: Dial | SipDial | Route, decision: str) -> bool:
         """Whether to carry ``step`` out: nobody has, and the lease is still ours."""
         assert self.leases is not None
         try:
@@ -80,7 +80,7 @@ class CallSharing:
         if fence is Fence.LEASE_LOST:
             log.warning("call %s: another worker took the call over", safe_id(uniqueid))
             self.calls.discard(uniqueid)
-        elif not isinstance(step, Dial):
+        elif not isinstance(step, Dial | SipDial):
             self.calls.discard(uniqueid)  # routed already: the call has left our hands
         return False
 
@@ -115,10 +115,12 @@ class CallSharing:
             await self._adopt(orphans)
 
 
-def decision_key(uniqueid: str, step: Dial | Route) -> str:
+def decision_key(uniqueid: str, step: Dial | SipDial | Route) -> str:
     """One name per flow decision, the same each time the decision is replayed."""
     if isinstance(step, Dial):
         return f"dial {step.transfer_id}"
+    if isinstance(step, SipDial):
+        return f"sip-dial {step.transfer_id}"
     if step.transfer_id:
         return f"route {step.transfer_id}"
     return f"route {uniqueid} {step.kind.value} {step.reason}"

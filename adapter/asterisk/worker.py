@@ -1,8 +1,10 @@
 """The AMI worker: Asterisk events in, flow decisions out as Setvar + Redirect.
 
 The dialplan (asterisk_conf/) raises ``GenerativeAgentTransfer`` when a caller is
-handed over and ``GenerativeAgentReturned`` when the dial of a transfer number ends;
-a ``Hangup`` of a caller ends its call. The worker runs connect -> check the dialplan
+handed over and ``GenerativeAgentReturned`` when the dial of a transfer number (or of
+GenerativeAgent's SIP URI) ends; in the SIP modes also ``GenerativeAgentReferred`` when a
+REFER moved the caller back, and ``GenerativeAgentInviteReturn`` on the new channel of an
+INVITE return. A ``Hangup`` of a caller ends its call. The worker runs connect -> check the dialplan
 -> resynchronise -> process events, and on any loss of the connection starts again
 with backoff. Every call is handled in its own tracked task, serialised per call, so
 one slow API call never holds up another call.
@@ -26,7 +28,28 @@ from adapter.asterisk.connection import tls_context
 from adapter.asterisk.leases import CallLeases, SecondWorkerError, open_leases
 from adapter.asterisk.settings import WorkerSettings
 from adapter.asterisk.sharing import CallSharing, decision_key
-from adapter.flow import AsyncTransferFlow, CallStart, Dial, DialResult, Hangup, Hold, Route, Step
+from adapter.asterisk.sip_channel import (
+    INVITE_RETURN_EVENT,
+    REFERRED_EVENT,
+    SIP_CONTEXTS,
+    SIP_DIAL_CONTEXT,
+    dial_uri_ok,
+    read_invite_return,
+    read_refer_to,
+    send_to_sip_dial,
+)
+from adapter.flow import (
+    AsyncTransferFlow,
+    CallStart,
+    Dial,
+    DialResult,
+    Hangup,
+    Hold,
+    Route,
+    SipDial,
+    Step,
+    TransferMode,
+)
 from adapter.flow.model import RouteKind
 from adapter.genagent import AsyncGenAgentClient
 from adapter.genagent.values import variable_value
@@ -58,7 +81,17 @@ _VAR_NAME = re.compile(r"[^A-Za-z0-9_]")
 # What the IVR may set before the hand-off (besides GA_IV_<name>), and the dialplan's
 # count of hand-offs of the channel (it names each hand-off: the same count is a redelivery).
 HANDOFF_COUNTER = "GA_HANDOFF_SEQ"
-_CONTEXT_VARIABLES = ("GA_TASK", "GA_CONVERSATION_ID", "GA_COUNTRY", HANDOFF_COUNTER)
+_CONTEXT_VARIABLES = (
+    "GA_TASK",
+    "GA_CONVERSATION_ID",
+    "GA_COUNTRY",
+    "GA_TRANSFER_MODE",
+    "GA_CUSTOMER_ID",
+    HANDOFF_COUNTER,
+)
+# Where the dialplan holds a caller after its dial ended, or after a REFER / INVITE return.
+_DIAL_CONTEXTS = (DIAL_CONTEXT, SIP_DIAL_CONTEXT)
+_REFERRED_CONTEXT, _INBOUND_CONTEXT = "genagent-sip-referred", "genagent-sip-inbound"
 # Route variables a hand-off's route sets; an earlier route's are cleared at a new hand-off.
 _ROUTE_VARIABLE_PREFIXES = ("GA_TV_", "GA_RV_")
 
@@ -120,6 +153,7 @@ class AsteriskWorker(CallSharing):
         self.flow: AsyncTransferFlow | None = None
         self.session: AmiSession | None = None
         self.calls: set[str] = set()  # Uniqueids of callers the worker is handling
+        self._hung_up: set[str] = set()  # of those, gone; their _ended is queued
         self.ready = asyncio.Event()  # logged in, checked and resynchronised
         self._tasks: set[asyncio.Task[None]] = set()
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
@@ -127,6 +161,7 @@ class AsteriskWorker(CallSharing):
         self._tls = tls_context(settings.ami)  # built (and warned about) once, at start-up
         self.leases: CallLeases | None = None
         self._elsewhere: dict[str, None] = {}  # calls other workers hold (sharing.py)
+        self._sip_dialplan = True  # extensions_genagent_sip.conf is loaded (checked at connect)
 
     # --- life cycle --------------------------------------------------------------------
 
@@ -216,12 +251,26 @@ class AsteriskWorker(CallSharing):
         raise AmiError("connection closed by Asterisk")
 
     async def _check_dialplan(self, session: AmiSession, *, strictly: bool) -> None:
+        sip = self.settings.flow.sip
+        for name, uri in (("SIP_ASAPP_URI", sip.asapp_uri), ("SIP_ASAPP_DOMAIN", sip.asapp_domain)):
+            if uri is not None and not dial_uri_ok(uri):
+                raise StartupError(
+                    f"{name} cannot be put into a Dial string (a sip: or sips: URI without "
+                    "spaces, commas, '&', quotes or parentheses)"
+                )
+        # The SIP contexts are needed by the deployment's SIP mode, and by any hand-off that
+        # asks for one with GA_TRANSFER_MODE: without them such a hand-off falls back.
+        sip_missing = [c for c in SIP_CONTEXTS if not await session.has_extension(c, "s")]
+        self._sip_dialplan = not sip_missing
         missing = [c for c in REQUIRED_CONTEXTS if not await session.has_extension(c, "s")]
+        if self.settings.flow.sip.mode is not TransferMode.PHONE_NUMBER:
+            missing += sip_missing
         if not missing:
             return
         message = (
             f"the dialplan has no extension s in {', '.join(missing)}: include "
-            "extensions_genagent.conf and extensions_genagent_routes.conf, then 'dialplan reload'"
+            "extensions_genagent.conf, extensions_genagent_routes.conf (and for the SIP "
+            "modes extensions_genagent_sip.conf), then 'dialplan reload'"
         )
         if strictly:
             raise StartupError(message)
@@ -241,9 +290,14 @@ class AsteriskWorker(CallSharing):
         for uniqueid, channel in live.items():
             context = first(channel.get("Context"))
             holding = first(channel.get("Application")).lower() in _HOLD_APPS
-            if context == DIAL_CONTEXT and holding and uniqueid in in_flight:
+            if context in _DIAL_CONTEXTS and holding and uniqueid in in_flight:
                 self.calls.add(uniqueid)
                 self._spawn(uniqueid, self._returned_while_away(uniqueid))
+            elif context == _REFERRED_CONTEXT and holding and uniqueid in in_flight:
+                self.calls.add(uniqueid)
+                self._spawn(uniqueid, self._referred(uniqueid))
+            elif context == _INBOUND_CONTEXT and holding:
+                self._invite_returned(uniqueid)
             elif context == "genagent-handoff" and holding:
                 linkedid = first(channel.get("Linkedid")) or uniqueid
                 self._spawn(uniqueid, self._handoff(uniqueid, linkedid))
@@ -275,11 +329,16 @@ class AsteriskWorker(CallSharing):
             status = first(event.get("DialStatus"))
             transfer_id = first(event.get("TransferId"))
             self._spawn(uniqueid, self._returned(uniqueid, status, transfer_id, received))
+        elif name == REFERRED_EVENT and uniqueid not in self._elsewhere:
+            self._spawn(uniqueid, self._referred(uniqueid, received))
+        elif name == INVITE_RETURN_EVENT:
+            self._invite_returned(uniqueid, received)
 
     def _on_hangup(self, event: Message) -> None:
         uniqueid = first(event.get("Uniqueid"))
         self._elsewhere.pop(uniqueid, None)
         if uniqueid in self.calls:
+            self._hung_up.add(uniqueid)  # a hold in progress stops asking for the context
             self._spawn(
                 uniqueid, self._ended(uniqueid, f"hangup cause {first(event.get('Cause'))}")
             )
@@ -338,6 +397,9 @@ class AsteriskWorker(CallSharing):
             return
         context = dict(zip(names, values, strict=True))
         counter = context.get(HANDOFF_COUNTER, "").strip()
+        mode = TransferMode.parse(context.get("GA_TRANSFER_MODE"))
+        if context.get("GA_TRANSFER_MODE") and mode is None:
+            log.warning("call %s: GA_TRANSFER_MODE is not a transfer mode: ignored", uniqueid)
         call = CallStart(
             call_id=uniqueid,
             conversation_id=context.get("GA_CONVERSATION_ID") or linkedid,
@@ -349,6 +411,8 @@ class AsteriskWorker(CallSharing):
                 if name.startswith("GA_IV_") and len(name) > len("GA_IV_")
             },
             token=f"seq-{counter}" if counter.isdigit() else None,
+            mode=mode,
+            customer_id=context.get("GA_CUSTOMER_ID") or None,
         )
         step = await _or_fallback(uniqueid, self.flow.start(call))
         await self._apply(uniqueid, step, ("handoff", received))
@@ -381,21 +445,78 @@ class AsteriskWorker(CallSharing):
             return
         await self._returned(uniqueid, status, transfer_id)
 
+    async def _referred(self, uniqueid: str, received: float | None = None) -> None:
+        """GenerativeAgent's REFER moved the caller into genagent-sip-referred."""
+        assert self.flow is not None
+        self.calls.add(uniqueid)
+        try:
+            refer_to = await read_refer_to(self._live_session(), uniqueid)
+        except ChannelGone:
+            await self._ended(uniqueid, "gone after a REFER")
+            return
+        step = await _or_fallback(uniqueid, self.flow.sip_refer(uniqueid, refer_to))
+        await self._apply(uniqueid, step, ("referred", received))
+
+    def _invite_returned(self, leg: str, received: float | None = None) -> None:
+        """GenerativeAgent called the return URI: a new channel, held in
+        genagent-sip-inbound. Its call is named by the Request-URI's transfer id; the
+        work runs in that call's turn, so it never races the caller's own events."""
+
+        async def work(call: tuple[str, int] | None, headers: tuple[tuple[str, str], ...]) -> None:
+            assert self.flow is not None
+            call_id, attempt = call if call is not None else (leg, None)
+            if call is not None:
+                # The caller's leg to GenerativeAgent now only carries the new leg's
+                # audio: when it ends, the dialplan hangs the caller up.
+                with contextlib.suppress(AmiError):
+                    await self._live_session().setvar(call_id, "GA_SIP_RETURN", "invite")
+            step = await _or_fallback(call_id, self.flow.sip_invite(call_id, attempt, headers))
+            if isinstance(step, Hangup):  # the call is over: nobody to route
+                step = Route(RouteKind.FALLBACK, reason="INVITE return of an ended call")
+            if isinstance(step, Route):
+                self.calls.discard(call_id)
+            await self._apply_to_leg(leg, step, received)
+
+        async def read_then_work() -> None:
+            try:
+                call, headers = await read_invite_return(self._live_session(), leg)
+            except ChannelGone:
+                return
+            if call is None:
+                log.warning("INVITE return %s names no transfer: routed on its own", leg)
+            self._spawn(call[0] if call else leg, work(call, headers))
+
+        self._spawn(leg, read_then_work())
+
+    async def _apply_to_leg(self, leg: str, step: Step, received: float | None) -> None:
+        """Carry a decision out on an INVITE-return leg (never recorded as a call)."""
+        await self._apply(leg, step, ("invite", received), leg=True)
+        self.calls.discard(leg)
+
     async def _ended(self, uniqueid: str, why: str) -> None:
         assert self.flow is not None
         self.calls.discard(uniqueid)
+        self._hung_up.discard(uniqueid)
         await self.flow.call_ended(uniqueid, why)
 
     async def _apply(
-        self, uniqueid: str, step: Step, timed: tuple[str, float | None] = ("", None)
+        self,
+        uniqueid: str,
+        step: Step,
+        timed: tuple[str, float | None] = ("", None),
+        *,
+        leg: bool = False,
     ) -> None:
-        """Carry a flow decision out on the caller's channel; ``timed`` is the event that
-        led here and when it arrived (for the event-to-action histogram)."""
+        """Carry a flow decision out on the caller's channel (``leg``: on an INVITE-return
+        leg, which is no call of its own); ``timed`` is the event that led here and when it
+        arrived (for the event-to-action histogram)."""
         assert self.flow is not None
         while isinstance(step, Hold):
+            if uniqueid in self._hung_up:
+                return  # the caller is gone: its queued _ended records it
             # The caller is on music on hold in genagent-dial: ask again (the poll itself
             # waits a poll interval first).
-            poll = self.flow.context_poll(uniqueid, step.attempt)
+            poll = self.flow.context_poll(step.call_id or uniqueid, step.attempt)
             step = await _or_fallback(uniqueid, poll)
         if isinstance(step, Hangup):
             self.calls.discard(uniqueid)
@@ -405,6 +526,20 @@ class AsteriskWorker(CallSharing):
         if not await self._fence(uniqueid, step, decision):
             return
         try:
+            if isinstance(step, SipDial):
+                try:
+                    if not self._sip_dialplan:
+                        raise ValueError("extensions_genagent_sip.conf is not loaded")
+                    left_out = await send_to_sip_dial(session, uniqueid, step)
+                except ValueError as exc:  # the caller must not be Redirected into nowhere
+                    log.error("call %s: no SIP dial: %s", uniqueid, exc)
+                    count_fallback("other")
+                    await self._apply(uniqueid, Route(RouteKind.FALLBACK, reason=str(exc)))
+                    return
+                if left_out:
+                    log.warning("call %s: headers left out or cut: %s", uniqueid, left_out)
+                _observe_action(*timed)
+                return
             if isinstance(step, Dial):
                 await session.setvar(uniqueid, "GA_TRANSFER_NUMBER", step.number)
                 await session.setvar(uniqueid, "GA_TRANSFER_ID", step.transfer_id)
@@ -423,7 +558,8 @@ class AsteriskWorker(CallSharing):
             self.calls.discard(uniqueid)
         except ChannelGone:
             log.debug("call %s: the channel went away before the action", uniqueid)
-            await self._ended(uniqueid, "gone before the action")
+            if not leg:
+                await self._ended(uniqueid, "gone before the action")
         except SessionClosed:
             # The Redirect was not sent: let the resynchronisation carry the decision out.
             await self._unfence(uniqueid, decision)

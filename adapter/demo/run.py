@@ -17,10 +17,17 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 from adapter.config import GenAgentSettings, Secret
-from adapter.demo.simulator import AgentLeg, CallResult, CallScript, TwilioSimulator
-from adapter.flow import CallRecord, FlowPolicy, Outcome
+from adapter.demo.simulator import (
+    DEFAULT_SIP_RETURN_URI,
+    AgentLeg,
+    CallResult,
+    CallScript,
+    TwilioSimulator,
+)
+from adapter.flow import CallRecord, FlowPolicy, Outcome, SipReturn
 from adapter.sandbox import SandboxConfig, SandboxServer
 from adapter.serving import BackgroundServer
+from adapter.sip import SipTransferSettings
 from adapter.store import CallStore, open_store
 from adapter.twilio.settings import Destination, TwilioSettings
 from adapter.web import WebSettings, create_app
@@ -37,8 +44,11 @@ _ADAPTER_EVENTS = {
     "context fetched",
     "context fetch failed",
     "context not ready",
+    "returned",
     "route",
 }
+AGENT_OUT = {"transferType": "AGENT", "transferVariables": {"reason": "dispute"}}
+SYSTEM_OUT = {"transferType": "SYSTEM", "transferVariables": {"balance": "120.50"}}
 
 Check = Callable[[CallResult, CallRecord], str | None]
 
@@ -86,6 +96,19 @@ def _handed_off_twice(result: CallResult, record: CallRecord) -> str | None:
         return problem
     kinds = [h.route.kind.value if h.route else None for h in record.handoffs]
     return None if kinds == ["system", "agent"] else f"hand-offs routed {kinds}"
+
+
+def _returned_by(how: SipReturn, outcome: Check) -> Check:
+    def check(result: CallResult, record: CallRecord) -> str | None:
+        problem = outcome(result, record)
+        if problem:
+            return problem
+        if not result.sip_dialed:
+            return "nothing was dialed by SIP"
+        returned = record.attempts[-1].returned_by if record.attempts else None
+        return None if returned is how else f"returned by {returned}, not {how}"
+
+    return check
 
 
 def _held(result: CallResult, record: CallRecord) -> str | None:
@@ -161,6 +184,34 @@ SCENARIOS = (
         _expect(Outcome.AGENT_RETURNED, "Dial", 2, AGENT_NUMBER),
     ),
     Scenario(
+        "SIP, API mode, returned by BYE: X-ASAPP-CallTransferId out, context fetched",
+        CallScript(legs=(AgentLeg(output=AGENT_OUT),), query={"mode": "sip-api"}),
+        _returned_by(SipReturn.BYE, _expect(Outcome.AGENT_RETURNED, "Dial", 0, AGENT_NUMBER)),
+    ),
+    Scenario(
+        "SIP, API mode, returned by REFER to the returnURI, after a busy SIP side (486)",
+        CallScript(
+            legs=(AgentLeg(answer="busy"), AgentLeg(output=SYSTEM_OUT, sip_return="REFER")),
+            query={"mode": "sip-api"},
+        ),
+        _returned_by(SipReturn.REFER, _expect(Outcome.AGENT_RETURNED, "Redirect", 0)),
+    ),
+    Scenario(
+        "SIP, API mode, returned by INVITE: the caller goes on over the new leg",
+        CallScript(
+            legs=(AgentLeg(output=AGENT_OUT, sip_return="INVITE"),), query={"mode": "sip-api"}
+        ),
+        _returned_by(SipReturn.INVITE, _expect(Outcome.AGENT_RETURNED, "Dial", 0, AGENT_NUMBER)),
+    ),
+    Scenario(
+        "SIP headers mode: X-GA-* headers out, X-GA-* Refer-To parameters back, no API call",
+        CallScript(
+            legs=(AgentLeg(output=SYSTEM_OUT, sip_return="REFER"),),
+            query={"mode": "sip-headers", "task": "billing", "iv_accountNumber": "3434"},
+        ),
+        _returned_by(SipReturn.REFER, _expect(Outcome.AGENT_RETURNED, "Redirect", 0)),
+    ),
+    Scenario(
         "GenerativeAgent API failing (503): straight to the fallback agent",
         CallScript(),
         _expect(Outcome.FALLBACK, "Dial", 0, AGENT_NUMBER),
@@ -185,7 +236,17 @@ def demo_settings(sandbox_url: str, store_url: str) -> WebSettings:
             system_return_url=IVR_RETURN_URL,
             proxy_hops=0,
         ),
-        flow=FlowPolicy(create_deadline=2.0, context_wait=4.0, poll_interval=0.2, hold_after=0.5),
+        flow=FlowPolicy(
+            create_deadline=2.0,
+            context_wait=4.0,
+            poll_interval=0.2,
+            hold_after=0.5,
+            sip=SipTransferSettings(
+                asapp_uri="sip:genagent@sip.asapp.example.com",
+                asapp_domain="sip:headers.asapp.example.com",
+                return_uri=DEFAULT_SIP_RETURN_URI,
+            ),
+        ),
         store_url=store_url,
     )
 

@@ -18,9 +18,12 @@ from urllib.parse import urlencode, urljoin, urlsplit
 import httpx
 from twilio.request_validator import RequestValidator
 
+from adapter.demo.sip_agent import SipReturnKind, play_sip_leg
 from adapter.twilio.sids import new_call_sid
 
 SIMULATED_ACCOUNT_SID = "AC" + "0" * 32
+# Where a sip-headers deployment told ASAPP to return calls (a Twilio SIP Domain).
+DEFAULT_SIP_RETURN_URI = "sip:genagent-return@adapter.sip.twilio.com"
 Answer = Literal["agent", "no-answer", "busy", "failed", "expired"]
 Ending = Literal["agent-completes", "caller-hangs-up"]
 
@@ -33,6 +36,10 @@ class AgentLeg:
     ending: Ending = "agent-completes"
     output: dict[str, Any] = field(default_factory=lambda: {"transferType": "SYSTEM"})
     talk_seconds: int = 42
+    # A SIP hand-off: how GenerativeAgent gives the call back, and (to play a broken
+    # return) a Refer-To to send instead of the one it would build.
+    sip_return: SipReturnKind = "BYE"
+    refer_to: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +80,11 @@ class CallResult:
     final_verb: str = ""
     final_target: str = ""
     statuses: list[int] = field(default_factory=list)
+    sip_dialed: list[str] = field(default_factory=list)  # <Sip> URIs, headers included
+    # After an INVITE return: the INVITE leg's CallSid, and the verb answered to the
+    # first leg's dial action when GenerativeAgent finally hangs that leg up.
+    invite_leg: str = ""
+    first_leg_end: str = ""
 
 
 @dataclass(slots=True)
@@ -84,6 +96,8 @@ class _Call:
     again: list[dict[str, str]] = field(default_factory=list)
     caller_gone: bool = False
     started: float = field(default_factory=time.monotonic)
+    # The first leg's dial action, still owed after an INVITE return.
+    pending_action: tuple[str, dict[str, str]] | None = None
 
     def log(self, actor: str, text: str) -> None:
         self.result.events.append(Event(time.monotonic() - self.started, actor, text))
@@ -101,11 +115,13 @@ class TwilioSimulator:
         http: httpx.Client | None = None,
         voice_path: str = "/twilio/voice",
         account_sid: str = SIMULATED_ACCOUNT_SID,
+        sip_return_uri: str = DEFAULT_SIP_RETURN_URI,
     ) -> None:
         self.app_url = app_url.rstrip("/")
         self.sandbox_url = sandbox_url.rstrip("/")
         self.voice_path = voice_path
         self.account_sid = account_sid
+        self.sip_return_uri = sip_return_uri
         self._validator = RequestValidator(auth_token)
         self._http = http or httpx.Client(timeout=30)
 
@@ -140,6 +156,8 @@ class TwilioSimulator:
             params = base | extra
         if call.caller_gone and not call.result.final:
             call.result.final = "the caller hung up"
+        if call.pending_action is not None:
+            self._end_first_leg(call)
         if not script.hang_up_before_answer:
             self.status_callback(call)
         return call.result
@@ -155,6 +173,8 @@ class TwilioSimulator:
             elif verb.tag == "Play":
                 call.result.played.append((verb.text or "").strip())
                 call.log("caller", "hears hold audio")
+            elif verb.tag == "Dial" and verb.get("action") and verb.find("Sip") is not None:
+                return self._dial_sip(verb, url, call)
             elif verb.tag == "Dial" and verb.get("action"):
                 number = (verb.findtext("Number") or "").strip()
                 call.result.dialed.append(number)
@@ -196,6 +216,47 @@ class TwilioSimulator:
         call.result.statuses.append(self._signed_post(url, params).status_code)
 
     # --- the GenerativeAgent side ------------------------------------------------------
+
+    def _dial_sip(
+        self, verb: ET.Element, url: str, call: _Call
+    ) -> tuple[str | None, dict[str, str]]:
+        """<Dial><Sip>: play ASAPP's SIP side, then Twilio's request for how it ended."""
+        uri = (verb.findtext("Sip") or "").strip()
+        call.result.sip_dialed.append(uri)
+        call.log("twilio", f"dials SIP, ringing up to {verb.get('timeout')} s")
+        leg = call.legs.pop(0) if call.legs else AgentLeg(answer="no-answer")
+        ended = play_sip_leg(self._http, self.sandbox_url, uri, leg, self.sip_return_uri)
+        call.log("agent", ended.text)
+        action = urljoin(url, verb.get("action", ""))
+        if ended.how == "action":
+            call.caller_gone = ended.params.get("CallStatus") == "completed"
+            return action, ended.params
+        if ended.how == "refer":
+            refer = urljoin(url, verb.get("referUrl", ""))
+            return refer, {"CallStatus": "in-progress", "ReferTransferTarget": ended.return_uri}
+        # INVITE: the caller goes on over a new leg; the first leg's action comes at the end.
+        leg_sid = new_call_sid()
+        call.result.invite_leg = leg_sid
+        done = {"DialCallStatus": "completed", "CallStatus": "in-progress"}
+        call.pending_action = (action, done)
+        invite = {
+            "CallSid": leg_sid,
+            "From": "sip:genagent@sip.asapp.example.com",
+            "To": ended.return_uri,
+            "Called": ended.return_uri,
+            "CallStatus": "ringing",
+        } | {f"SipHeader_{name}": value for name, value in ended.headers.items()}
+        return f"{self.app_url}/twilio/sip-return", invite
+
+    def _end_first_leg(self, call: _Call) -> None:
+        """After an INVITE return, GenerativeAgent at last hangs up the first leg."""
+        assert call.pending_action is not None
+        url, params = call.pending_action
+        call.pending_action = None
+        base = self._base_params(call.result.call_sid)
+        document = self._post(url, base | params, call)
+        verbs = [v.tag for v in document] if document is not None else []
+        call.result.first_leg_end = ",".join(verbs)
 
     def _play_leg(self, leg: AgentLeg, number: str, call: _Call) -> dict[str, str]:
         """Play one dial of a transfer number; returns the action callback's parameters."""
@@ -307,7 +368,8 @@ def _destination(verb: ET.Element) -> str:
 def _describe(verb: ET.Element) -> str:
     if verb.tag == "Dial":
         nouns = [n.tag for n in verb]
-        return f"Dial[{', '.join(nouns)}]" + (" with action" if verb.get("action") else "")
+        refer = " and referUrl" if verb.get("referUrl") else ""
+        return f"Dial[{', '.join(nouns)}]" + (f" with action{refer}" if verb.get("action") else "")
     return verb.tag
 
 

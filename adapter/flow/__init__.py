@@ -17,7 +17,10 @@ from adapter.flow.model import (
     Phase,
     Route,
     RouteKind,
+    SipDial,
+    SipReturn,
     Step,
+    TransferMode,
 )
 from adapter.flow.policy import FlowPolicy
 from adapter.flow.routing import RouteContext, Router, load_router
@@ -39,7 +42,10 @@ __all__ = [
     "RouteContext",
     "RouteKind",
     "Router",
+    "SipDial",
+    "SipReturn",
     "Step",
     "TransferFlow",
+    "TransferMode",
     "load_router",
 ]

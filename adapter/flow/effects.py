@@ -11,14 +11,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from adapter.flow.model import CallRecord
-from adapter.genagent import PhoneNumberTransferRequest
+from adapter.genagent import TransferRequest
 
 
 @dataclass(frozen=True, slots=True)
 class CreateTransfer:
     """Create a call transfer; the result is a CallTransfer."""
 
-    request: PhoneNumberTransferRequest
+    request: TransferRequest
     deadline: float
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -123,6 +123,16 @@ class TransferFlow:
         """The caller was put on hold (a Hold step): read the context again."""
         return self._run(self.rules.context_poll(call_id, attempt))
 
+    def sip_refer(self, call_id: str, refer_to: str) -> Step:
+        """GenerativeAgent referred the caller of a SIP hand-off to ``refer_to``."""
+        return self._run(self.rules.sip_refer(call_id, refer_to))
+
+    def sip_invite(
+        self, call_id: str, attempt: int | None, headers: Sequence[tuple[str, str]] = ()
+    ) -> Step:
+        """GenerativeAgent called the return URI; the answer is for the new leg."""
+        return self._run(self.rules.sip_invite(call_id, attempt, headers))
+
     def call_ended(self, call_id: str, status: str) -> None:
         """The platform says the call is over (any phase)."""
         self._run(self.rules.call_ended(call_id, status))
@@ -206,6 +216,16 @@ class AsyncTransferFlow:
     async def context_poll(self, call_id: str, attempt: int) -> Step:
         """The caller was put on hold (a Hold step): read the context again."""
         return await self._run(self.rules.context_poll(call_id, attempt))
+
+    async def sip_refer(self, call_id: str, refer_to: str) -> Step:
+        """GenerativeAgent referred the caller of a SIP hand-off to ``refer_to``."""
+        return await self._run(self.rules.sip_refer(call_id, refer_to))
+
+    async def sip_invite(
+        self, call_id: str, attempt: int | None, headers: Sequence[tuple[str, str]] = ()
+    ) -> Step:
+        """GenerativeAgent called the return URI; the answer is for the new leg."""
+        return await self._run(self.rules.sip_invite(call_id, attempt, headers))
 
     async def call_ended(self, call_id: str, status: str) -> None:
         """The platform says the call is over (any phase)."""

@@ -22,7 +22,8 @@ from collections.abc import Callable, Generator
 from datetime import UTC, datetime
 from typing import Any
 
-from adapter.flow.context import ContextReads, describe
+from adapter.flow.answers import after_return, answered
+from adapter.flow.context import describe
 from adapter.flow.effects import CreateTransfer, Effect, GetTransfer, Load, Pause, Purge, Save
 from adapter.flow.model import (
     Attempt,
@@ -35,14 +36,24 @@ from adapter.flow.model import (
     Hold,
     Outcome,
     Phase,
+    SipReturn,
     Step,
+    TransferMode,
     start_key,
     step_from_json,
     step_to_json,
 )
 from adapter.flow.policy import FlowPolicy
-from adapter.flow.routing import Router, default_router, fallback
-from adapter.genagent import Deadline, GenAgentError, PhoneNumberTransferRequest, TransferStatus
+from adapter.flow.routing import Router, default_router
+from adapter.flow.sip_returns import SipReturns
+from adapter.flow.sip_steps import for_leg, sip_dial, sip_request
+from adapter.genagent import (
+    Deadline,
+    GenAgentError,
+    PhoneNumberTransferRequest,
+    TransferRequest,
+    TransferStatus,
+)
 from adapter.genagent.values import dialable_number
 from adapter.store import StaleWriteError, Stored, StoreError
 
@@ -56,7 +67,7 @@ _DIAL_OUTCOMES = {
 _SAVE_TRIES = 5
 
 
-class FlowRules(ContextReads):
+class FlowRules(SipReturns):
     """What to do on each front event, as generators of effects."""
 
     def __init__(
@@ -104,8 +115,10 @@ class FlowRules(ContextReads):
             return (yield from self.without_state(call_id, attempt, result, "no state"))
         record = CallRecord.from_json(stored.data)
         if key in record.steps or record.ended:
-            return _answered(record, key)
+            return answered(record, key)
         current = record.current
+        if current is not None and current.number == attempt and current.returned_by:
+            return after_return(record, current)
         if (
             current is None
             or current.number != attempt
@@ -113,7 +126,7 @@ class FlowRules(ContextReads):
             or record.phase is not Phase.DIALING
         ):
             log.warning("call %s: result for attempt %d is not the current one", call_id, attempt)
-            return _answered(record, key)
+            return answered(record, key)
         record.note("dial ended", f"attempt {attempt}: {result.value}")
         step = yield from self._after_dial(record, current, result)
         return (yield from self._save(record, stored.version, key, step))
@@ -133,16 +146,16 @@ class FlowRules(ContextReads):
             return (yield from self.without_state(call_id, attempt, returned, missing))
         record = CallRecord.from_json(stored.data)
         if key in record.steps or record.ended:
-            return _answered(record, key)
+            return answered(record, key)
         current = record.current
         if record.phase is not Phase.HOLDING or current is None or current.number != attempt:
-            return _answered(record, key)  # stale or out of order: where the call is now
+            return answered(record, key)  # stale or out of order: where the call is now
         # Polls come back as fast as the hold audio ends (a short clip, or none heard at
         # all): keep them at least a poll interval apart, whatever the audio.
         yield Pause(self.policy.poll_interval)
         step = yield from self.read_context(record, current, self._budget(), first=False)
         if isinstance(step, Hold):
-            return step  # nothing decided yet: nothing to save
+            return for_leg(record, current, step)  # nothing decided yet: nothing to save
         return (yield from self._save(record, stored.version, key, step))
 
     def call_ended(self, call_id: str, status: str) -> Generator[Effect, Any, None]:
@@ -176,16 +189,19 @@ class FlowRules(ContextReads):
         conversation = call.conversation_id or (
             previous.conversation_id if previous else call.call_id
         )
-        record.handoffs.append(
-            Handoff(number, call.token, conversation, call.task_name, dict(call.input_variables))
-        )
+        handoff = Handoff(number, call.token, conversation, call.task_name)
+        handoff.input_variables = dict(call.input_variables)
+        handoff.mode = call.mode or self.policy.sip.mode
+        handoff.customer_id = call.customer_id
+        record.handoffs.append(handoff)
         record.conversation_id = conversation
         record.country = call.country
         record.task_name = call.task_name
         record.input_variables = dict(call.input_variables)
         record.route, record.outcome, record.phase = None, None, Phase.DIALING
         resumed = ", resuming the conversation" if previous else ""
-        record.note("handoff", f"hand-off {number}{resumed}")
+        by = "" if handoff.mode is TransferMode.PHONE_NUMBER else f" by {handoff.mode.value}"
+        record.note("handoff", f"hand-off {number}{resumed}{by}")
         if number > self.policy.max_handoffs:
             too_many = f"hand-off {number}: more than {self.policy.max_handoffs} hand-offs"
             step: Step = self.fallback_route(record, too_many)
@@ -202,12 +218,15 @@ class FlowRules(ContextReads):
         one is asked for."""
         key = start_key(handoff.number)
         if handoff is not record.handoff or handoff.route is not None:
-            return handoff.route or _answered(record, key)
+            return handoff.route or answered(record, key)
         if record.phase is Phase.HOLDING and record.current is not None:
             return Hold(record.current.number, self.policy.poll_interval, first=False)
         attempt = record.current
         if attempt is None or attempt.outcome is not None or attempt.handoff != handoff.number:
-            return _answered(record, key)
+            return answered(record, key)
+        if handoff.mode is not TransferMode.PHONE_NUMBER:
+            dial = sip_dial(record, attempt, self.policy.sip, self.policy.dial_timeout)
+            return dial or answered(record, key)
         number = dialable_number(attempt.transfer_number)
         expire_at = datetime.fromisoformat(attempt.expire_at) if attempt.expire_at else None
         timeout = self.policy.dial_timeout_until(expire_at, self._now())
@@ -231,15 +250,24 @@ class FlowRules(ContextReads):
             _end(record, "caller hung up during the transfer")
             return Hangup()
         if result is not DialResult.AGENT_DISCONNECTED:
-            attempt.outcome = yield from self._dial_failure(attempt, result)
+            attempt.outcome = yield from self._dial_failure(record, attempt, result)
             return (yield from self.next_attempt(record, budget))
         attempt.returned_at = time.time()
+        if record.mode is not TransferMode.PHONE_NUMBER:
+            attempt.returned_by = SipReturn.BYE
+            record.note("returned", f"attempt {attempt.number} by BYE")
+        if record.mode is TransferMode.SIP_HEADERS:
+            attempt.outcome = Outcome.AGENT_RETURNED
+            attempt.detail = "GenerativeAgent hung up: sip-headers mode has no context to read"
+            return self.fallback_route(record, attempt.detail)
         return (yield from self.read_context(record, attempt, budget, first=True))
 
     def _dial_failure(
-        self, attempt: Attempt, result: DialResult
+        self, record: CallRecord, attempt: Attempt, result: DialResult
     ) -> Generator[Effect, Any, Outcome]:
         """Name a failed dial precisely: a number that had expired is not a busy line."""
+        if record.mode is TransferMode.SIP_HEADERS:
+            return _DIAL_OUTCOMES[result]  # no transfer to read
         try:
             transfer = yield GetTransfer(attempt.transfer_id, 1.0)
         except GenAgentError:
@@ -253,19 +281,18 @@ class FlowRules(ContextReads):
         """Request transfers until one can be dialed, or fall back; each hand-off has its
         own budget of attempts."""
         handoff = record.handoff.number if record.handoff else 1
+        mode = record.mode
+        if mode is not TransferMode.PHONE_NUMBER and self.policy.sip.target(mode) is None:
+            return self.fallback_route(record, f"transfer mode {mode.value} is not configured")
         while len(record.attempts_of(handoff)) < self.policy.max_attempts:
             number = len(record.attempts) + 1
             attempt = Attempt(number, f"{record.call_id}-{number}", handoff=handoff)
             record.attempts.append(attempt)
+            if mode is TransferMode.SIP_HEADERS:  # no API call: the context goes in headers
+                return self._dial_sip(record, attempt, self.policy.dial_timeout)
             record.note("transfer requested", f"attempt {number}")
             try:
-                request = PhoneNumberTransferRequest(
-                    id=attempt.transfer_id,
-                    external_conversation_id=record.conversation_id,
-                    country=record.country,
-                    task_name=record.task_name,
-                    input_variables=record.input_variables,
-                )
+                request = self._request(record, attempt)
                 deadline = min(budget.remaining(), self.policy.create_deadline)
                 transfer = yield CreateTransfer(request, deadline)
             except GenAgentError as exc:  # InvalidRequestError included
@@ -279,6 +306,8 @@ class FlowRules(ContextReads):
                 attempt.outcome = Outcome.EXPIRED
                 attempt.detail = f"transfer {transfer.status}, not dialable"
                 continue
+            if mode is TransferMode.SIP_API:
+                return self._dial_sip(record, attempt, timeout)
             dialable = dialable_number(transfer.transfer_number)
             if dialable is None:
                 attempt.outcome = Outcome.API_ERROR
@@ -290,6 +319,25 @@ class FlowRules(ContextReads):
             return Dial(number, attempt.transfer_id, dialable, timeout)
         tried = len(record.attempts_of(handoff))
         return self.fallback_route(record, f"no transfer was reached in {tried} attempts")
+
+    def _request(self, record: CallRecord, attempt: Attempt) -> TransferRequest:
+        if record.mode is TransferMode.SIP_API:
+            return sip_request(record, attempt, self.policy.sip)
+        return PhoneNumberTransferRequest(
+            id=attempt.transfer_id,
+            external_conversation_id=record.conversation_id,
+            country=record.country,
+            task_name=record.task_name,
+            input_variables=record.input_variables,
+        )
+
+    def _dial_sip(self, record: CallRecord, attempt: Attempt, timeout: int) -> Step:
+        dial = sip_dial(record, attempt, self.policy.sip, timeout)
+        if dial is None:  # checked before the first attempt; kept for the type checker
+            return self.fallback_route(record, f"transfer mode {record.mode} is not configured")
+        record.phase = Phase.DIALING
+        record.note("dial", f"attempt {attempt.number} by SIP ({record.mode.value}), {timeout} s")
+        return dial
 
     # --- persistence -----------------------------------------------------------------
 
@@ -317,7 +365,7 @@ class FlowRules(ContextReads):
                     break
                 fresh = CallRecord.from_json(stored.data)
                 if fresh.steps.get(key) != previous or fresh.ended:
-                    return _answered(fresh, key)
+                    return answered(fresh, key)
                 version = stored.version
         log.error("call %s: could not save the answer to %s", record.call_id, key)
         return step
@@ -362,15 +410,6 @@ def _redelivered(record: CallRecord, token: str | None) -> Handoff | None:
             )
         return current
     return None
-
-
-def _answered(record: CallRecord, key: str) -> Step:
-    saved = record.steps.get(key)
-    if saved is not None:
-        return step_from_json(saved)
-    if record.ended:
-        return Hangup()
-    return record.route or fallback("out-of-order event for this call")
 
 
 def _end(record: CallRecord, why: str) -> None:

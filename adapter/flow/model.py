@@ -17,10 +17,12 @@ from adapter.flow.steps import (
     Hold,
     Route,
     RouteKind,
+    SipDial,
     Step,
     step_from_json,
     step_to_json,
 )
+from adapter.sip.settings import TransferMode
 
 __all__ = [
     "Attempt",
@@ -35,7 +37,10 @@ __all__ = [
     "Phase",
     "Route",
     "RouteKind",
+    "SipDial",
+    "SipReturn",
     "Step",
+    "TransferMode",
     "start_key",
     "step_from_json",
     "step_to_json",
@@ -65,6 +70,14 @@ class Outcome(StrEnum):
     FALLBACK = "fallback"
 
 
+class SipReturn(StrEnum):
+    """How GenerativeAgent gave a SIP hand-off back."""
+
+    BYE = "BYE"  # it hung up: the dial ended
+    REFER = "REFER"  # it referred the caller to a Refer-To
+    INVITE = "INVITE"  # it called the return URI (and stays on the call)
+
+
 class DialResult(StrEnum):
     """How a front saw the dial of a transfer number end."""
 
@@ -84,6 +97,8 @@ class CallStart:
     ``token`` names this hand-off event where the platform gives it a stable name (Twilio's
     I-Twilio-Idempotency-Token, the dialplan's hand-off counter): the same token is a
     redelivery, another token after a route is a new hand-off.
+    ``mode`` overrides the deployment's TRANSFER_MODE for this hand-off; ``customer_id``
+    is sent as X-GA-customerId in sip-headers mode.
     """
 
     call_id: str
@@ -92,6 +107,8 @@ class CallStart:
     task_name: str | None = None
     input_variables: dict[str, str] = field(default_factory=dict)
     token: str | None = None
+    mode: TransferMode | None = None
+    customer_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -106,6 +123,7 @@ class Attempt:
     detail: str = ""
     handoff: int = 1  # the hand-off this attempt belongs to
     returned_at: float | None = None  # when GenerativeAgent hung up (epoch seconds)
+    returned_by: SipReturn | None = None  # how a SIP attempt came back
 
     def to_json(self) -> dict[str, Any]:
         """Plain data for the store."""
@@ -118,6 +136,7 @@ class Attempt:
             "detail": self.detail,
             "handoff": self.handoff,
             "returnedAt": self.returned_at,
+            "returnedBy": self.returned_by.value if self.returned_by else None,
         }
 
     @classmethod
@@ -133,6 +152,7 @@ class Attempt:
             detail=data.get("detail", ""),
             handoff=int(data.get("handoff") or 1),
             returned_at=data.get("returnedAt"),
+            returned_by=SipReturn(data["returnedBy"]) if data.get("returnedBy") else None,
         )
 
 
@@ -148,12 +168,16 @@ class Handoff:
     started_at: float = field(default_factory=time.time)
     outcome: Outcome | None = None
     route: Route | None = None
+    mode: TransferMode = TransferMode.PHONE_NUMBER
+    customer_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Plain data for the store."""
         return {
             "number": self.number,
             "token": self.token,
+            "mode": self.mode.value,
+            "customerId": self.customer_id,
             "conversationId": self.conversation_id,
             "taskName": self.task_name,
             "inputVariables": dict(self.input_variables),
@@ -176,6 +200,8 @@ class Handoff:
             started_at=float(data.get("startedAt") or 0.0),
             outcome=Outcome(outcome) if outcome else None,
             route=Route.from_json(route) if route else None,
+            mode=TransferMode.parse(data.get("mode")) or TransferMode.PHONE_NUMBER,
+            customer_id=data.get("customerId"),
         )
 
 
@@ -218,6 +244,11 @@ class CallRecord:
     def current(self) -> Attempt | None:
         """The latest attempt, if any."""
         return self.attempts[-1] if self.attempts else None
+
+    @property
+    def mode(self) -> TransferMode:
+        """The transfer mode of the latest hand-off."""
+        return self.handoffs[-1].mode if self.handoffs else TransferMode.PHONE_NUMBER
 
     @property
     def handoff(self) -> Handoff | None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from adapter.config import EnvReader
+from adapter.sip.settings import SipTransferSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,10 +29,13 @@ class FlowPolicy:
     # Call records hold caller data: keep them no longer than this.
     retention_hours: float = 24.0
     purge_every: float = 300.0  # seconds between purges, per process
+    # TRANSFER_MODE and where SIP hand-offs go (phone-number mode needs none of it).
+    sip: SipTransferSettings = field(default_factory=SipTransferSettings)
 
     @classmethod
     def read(cls, env: EnvReader) -> FlowPolicy:
-        """Read the TRANSFER_* / DIAL_* / CONTEXT_* variables; problems collect in ``env``."""
+        """Read the TRANSFER_* / DIAL_* / CONTEXT_* / SIP_* variables; problems collect in
+        ``env``."""
         return cls(
             max_attempts=env.integer("TRANSFER_MAX_ATTEMPTS", 3, minimum=1, maximum=10),
             dial_timeout=env.integer("DIAL_TIMEOUT", 20, minimum=5, maximum=50),
@@ -41,6 +45,7 @@ class FlowPolicy:
             hold_after=env.number("CONTEXT_HOLD_AFTER", 1.0, minimum=0.0, maximum=3),
             max_handoffs=env.integer("HANDOFF_MAX_PER_CALL", 20, minimum=1, maximum=100),
             retention_hours=env.number("STORE_RETENTION_HOURS", 24.0, minimum=0.1),
+            sip=SipTransferSettings.read(env),
         )
 
     def dial_timeout_until(self, expire_at: datetime | None, now: datetime) -> int | None:

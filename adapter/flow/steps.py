@@ -71,6 +71,21 @@ class Dial:
 
 
 @dataclass(frozen=True, slots=True)
+class SipDial:
+    """Send the caller by SIP to ``uri`` with ``headers``, ringing at most ``timeout``
+    seconds. GenerativeAgent gives the call back by BYE (the dial ends), by REFER (its
+    Refer-To) or by a new INVITE. ``mode`` is the hand-off's transfer mode; the front
+    fits ``headers`` in its own budget (the fixed headers come first)."""
+
+    attempt: int
+    transfer_id: str
+    uri: str
+    headers: tuple[tuple[str, str], ...]
+    timeout: int
+    mode: str
+
+
+@dataclass(frozen=True, slots=True)
 class Hangup:
     """The caller is gone: do nothing more."""
 
@@ -84,9 +99,12 @@ class Hold:
     attempt: int
     seconds: float
     first: bool = True
+    # Set when the caller is on another leg than the call's own (an INVITE return):
+    # the front asks again about this call id, not the leg's.
+    call_id: str | None = None
 
 
-Step = Dial | Route | Hangup | Hold
+Step = Dial | SipDial | Route | Hangup | Hold
 
 
 def step_to_json(step: Step) -> dict[str, Any]:
@@ -99,11 +117,22 @@ def step_to_json(step: Step) -> dict[str, Any]:
             "number": step.number,
             "timeout": step.timeout,
         }
+    if isinstance(step, SipDial):
+        return {
+            "step": "sip-dial",
+            "attempt": step.attempt,
+            "transferId": step.transfer_id,
+            "uri": step.uri,
+            "headers": [list(header) for header in step.headers],
+            "timeout": step.timeout,
+            "mode": step.mode,
+        }
     if isinstance(step, Route):
         return {"step": "route", **step.to_json()}
     if isinstance(step, Hold):
         seconds, first = step.seconds, step.first
-        return {"step": "hold", "attempt": step.attempt, "seconds": seconds, "first": first}
+        held = {"step": "hold", "attempt": step.attempt, "seconds": seconds, "first": first}
+        return held if step.call_id is None else {**held, "callId": step.call_id}
     return {"step": "hangup"}
 
 
@@ -112,8 +141,14 @@ def step_from_json(data: dict[str, Any]) -> Step:
     kind = data.get("step")
     if kind == "dial":
         return Dial(data["attempt"], data["transferId"], data["number"], data["timeout"])
+    if kind == "sip-dial":
+        headers = tuple((str(name), str(value)) for name, value in data["headers"])
+        return SipDial(
+            data["attempt"], data["transferId"], data["uri"], headers, data["timeout"], data["mode"]
+        )
     if kind == "route":
         return Route.from_json(data)
     if kind == "hold":
-        return Hold(data["attempt"], float(data["seconds"]), bool(data.get("first", True)))
+        first = bool(data.get("first", True))
+        return Hold(data["attempt"], float(data["seconds"]), first, data.get("callId"))
     return Hangup()

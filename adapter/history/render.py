@@ -37,13 +37,17 @@ def story_lines(call: dict[str, Any]) -> list[str]:
         f" task {call['taskName'] or '-'}, input variables {_variables(call['inputVariables'])}",
     ]
     for handoff in call["handoffs"]:
-        lines.append(f"   hand-off {handoff['number']} at {clock(handoff['startedAt'])}:")
+        sip = handoff.get("mode", "phone-number") != "phone-number"
+        by = f" by {handoff['mode']}" if sip else ""
+        lines.append(f"   hand-off {handoff['number']}{by} at {clock(handoff['startedAt'])}:")
         for attempt in handoff["attempts"]:
             detail = f" ({attempt['detail']})" if attempt["detail"] else ""
+            returned = attempt.get("returnedBy")
+            via = f" returned by {returned}" if returned else ""
+            target = "" if sip else f" number {attempt['transferNumber'] or '-'}"
             lines.append(
-                f"     attempt #{attempt['number']} {attempt['transferId']}"
-                f" number {attempt['transferNumber'] or '-'}:"
-                f" {attempt['outcome'] or 'pending'}{detail}"
+                f"     attempt #{attempt['number']} {attempt['transferId']}{target}:"
+                f" {attempt['outcome'] or 'pending'}{via}{detail}"
             )
         route = handoff["route"]
         if route:

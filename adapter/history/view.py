@@ -163,6 +163,7 @@ def _handoffs(data: dict[str, Any], started: float) -> list[dict[str, Any]]:
                 "outcome": as_opt_text(handoff.get("outcome")),
                 "route": _route(as_dict(handoff.get("route"))),
                 "attempts": [_attempt(a) for a in mine],
+                "mode": as_text(handoff.get("mode")) or "phone-number",
             }
         )
     return handoffs
@@ -182,6 +183,7 @@ def _attempt(data: dict[str, Any]) -> dict[str, Any]:
         "detail": detail,
         "httpStatus": int(status.group(1)) if status else None,
         "returnedAt": as_epoch(returned, 0.0) if returned is not None else None,
+        "returnedBy": as_opt_text(data.get("returnedBy")),
     }
 
 

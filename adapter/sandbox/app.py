@@ -191,6 +191,14 @@ def connect_call() -> Response:
     return _json(sandbox_state().connect(number))
 
 
+@control.post("/sip-calls")
+def connect_sip_call() -> Response:
+    """A SIP call reaches ASAPP's URI: ``{"headers": {"X-ASAPP-CallTransferId": id}}``."""
+    body = _read_json()
+    headers = body.get("headers") if isinstance(body, dict) else None
+    return _json(sandbox_state().connect_sip(headers))
+
+
 @control.post("/transfers/<path:transfer_id>/complete")
 def complete_transfer(transfer_id: str) -> Response:
     """GenerativeAgent hangs up with an outputContext."""

@@ -260,6 +260,25 @@ class SandboxState:
             self._release(transfer)
             return transfer.to_json(now)
 
+    def connect_sip(self, headers: Any) -> dict[str, Any]:
+        """A SIP call reaches ASAPP's URI with ``{"X-ASAPP-CallTransferId": id}`` (any
+        case): that ACTIVE SIP transfer becomes ONGOING."""
+        if not isinstance(headers, Mapping):
+            raise SandboxError(400, "headers must be an object")
+        found = [v for k, v in headers.items() if str(k).lower() == "x-asapp-calltransferid"]
+        if len(found) != 1 or not isinstance(found[0], str):
+            raise SandboxError(400, "exactly one X-ASAPP-CallTransferId header is required")
+        with self._lock:
+            now = self._sweep()
+            transfer = self._transfers.get(found[0])
+            if transfer is None or not isinstance(transfer.request, SipTransferRequest):
+                raise SandboxError(404, "no SIP call transfer has this id", "404-02")
+            if transfer.status is not TransferStatus.ACTIVE:
+                raise SandboxError(409, f"call transfer is {transfer.status.value}, not ACTIVE")
+            transfer.status = TransferStatus.ONGOING
+            transfer.call_received_at = now
+            return transfer.to_json(now)
+
     def complete(self, transfer_id: str, output: Any) -> dict[str, Any]:
         """GenerativeAgent ends an ONGOING conversation with ``output`` (an outputContext)."""
         context = _output_context(output)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 from urllib.parse import urlsplit
 
 from adapter.config import EnvReader, Secret
@@ -77,6 +78,9 @@ class TwilioSettings:
     goodbye_say: str = DEFAULT_GOODBYE_SAY
     hold_audio_url: str | None = None
     hold_say: str = DEFAULT_HOLD_SAY
+    # Credentials <Dial><Sip> presents to GenerativeAgent's SIP side, when it asks for them.
+    sip_username: str | None = None
+    sip_password: Secret | None = None
 
     @classmethod
     def read(cls, env: EnvReader) -> TwilioSettings:
@@ -108,7 +112,20 @@ class TwilioSettings:
             goodbye_say=_say(env, "GOODBYE_SAY", DEFAULT_GOODBYE_SAY),
             hold_audio_url=_optional_url(env, "HOLD_AUDIO_URL"),
             hold_say=_say(env, "HOLD_SAY", DEFAULT_HOLD_SAY) or DEFAULT_HOLD_SAY,
+            **_sip_credentials(env),
         )
+
+
+def _sip_credentials(env: EnvReader) -> dict[str, Any]:
+    """TWILIO_SIP_USERNAME and TWILIO_SIP_PASSWORD, both or neither."""
+    username = env.text("TWILIO_SIP_USERNAME")
+    password = env.text("TWILIO_SIP_PASSWORD")
+    if username is None and password is None:
+        return {}
+    if not username or not password:
+        env.problems.append("TWILIO_SIP_USERNAME and TWILIO_SIP_PASSWORD go together")
+        return {}
+    return {"sip_username": username, "sip_password": Secret(password)}
 
 
 def _destination(env: EnvReader) -> Destination:

@@ -9,17 +9,18 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from twilio.twiml.voice_response import VoiceResponse
 
-from adapter.flow import Dial, Hangup, Hold, Route, RouteKind, Step
+from adapter.flow import Dial, Hangup, Hold, Route, RouteKind, SipDial, Step
 from adapter.flow.routing import fallback
 from adapter.genagent.values import dialable_number, has_xml_invalid
+from adapter.sip import fit_headers, sip_uri_with_headers
+from adapter.sip.headers import TWILIO_HEADER_BUDGET
 from adapter.twilio.settings import Destination, DestinationKind, TwilioSettings
+from adapter.twilio.sip import refer_url, sip_target
 
 log = logging.getLogger("adapter.twilio")
 
 DIAL_RESULT_PATH = "/twilio/dial-result"
 CONTEXT_PATH = "/twilio/context"
-# Twilio's limit on custom SIP headers; variables past it are dropped, transfer ones last.
-SIP_HEADER_BUDGET = 1024
 _HEADER_TOKEN = re.compile(r"[A-Za-z0-9_.-]{1,64}", re.ASCII)
 
 
@@ -28,9 +29,13 @@ def action_url(attempt: int) -> str:
     return f"{DIAL_RESULT_PATH}?{urlencode({'attempt': attempt})}"
 
 
-def context_url(attempt: int) -> str:
-    """Where a caller on hold comes back to, so the context of ``attempt`` is read again."""
-    return f"{CONTEXT_PATH}?{urlencode({'attempt': attempt})}"
+def context_url(attempt: int, call_id: str | None = None) -> str:
+    """Where a caller on hold comes back to, so the context of ``attempt`` is read again
+    (of ``call_id`` when the caller is on another leg: an INVITE return)."""
+    query: dict[str, str | int] = {"attempt": attempt}
+    if call_id is not None:
+        query["call"] = call_id
+    return f"{CONTEXT_PATH}?{urlencode(query)}"
 
 
 class RenderError(ValueError):
@@ -56,6 +61,8 @@ class TwimlRenderer:
         response = VoiceResponse()
         if isinstance(step, Dial):
             self._dial_agent_number(response, step)
+        elif isinstance(step, SipDial):
+            self._dial_agent_sip(response, step)
         elif isinstance(step, Hangup):
             response.hangup()
         elif isinstance(step, Hold):
@@ -86,13 +93,33 @@ class TwimlRenderer:
             raise RenderError("the transfer number is not an E.164 number")
         response.dial(**options).number(number)
 
+    def _dial_agent_sip(self, response: VoiceResponse, step: SipDial) -> None:
+        options: dict[str, object] = {
+            "action": action_url(step.attempt),
+            "method": "POST",
+            "timeout": step.timeout,
+            "answer_on_bridge": True,
+            "refer_url": refer_url(step.attempt),
+            "refer_method": "POST",
+        }
+        if self.settings.hangup_on_star:
+            options["hangup_on_star"] = True
+        if self.settings.agent_time_limit:
+            options["time_limit"] = self.settings.agent_time_limit
+        uri = sip_target(step)
+        password = self.settings.sip_password
+        credentials: dict[str, str] = {}
+        if self.settings.sip_username and password is not None:
+            credentials = {"username": self.settings.sip_username, "password": password.reveal()}
+        response.dial(**options).sip(uri, **credentials)
+
     def _hold(self, response: VoiceResponse, step: Hold) -> None:
         # Sound while the context is read, then straight back: no request waits on the API.
         if self.settings.hold_audio_url:
             response.play(self.settings.hold_audio_url)
         else:
             response.say(self.settings.hold_say)
-        response.redirect(context_url(step.attempt), method="POST")
+        response.redirect(context_url(step.attempt, step.call_id), method="POST")
 
     def _system(self, response: VoiceResponse, route: Route) -> None:
         url = self.settings.system_return_url
@@ -165,24 +192,13 @@ def _sip_with_headers(uri: str, route: Route) -> str:
         headers.append(("X-GA-currentTaskName", route.current_task_name))
     headers += [(f"X-GA-tv-{k}", v) for k, v in route.transfer_variables.items()]
     headers += [(f"X-GA-rv-{k}", v) for k, v in route.reference_variables.items()]
-    kept: list[tuple[str, str]] = []
-    used = 0
-    for name, value in headers:
-        if not _HEADER_TOKEN.fullmatch(name.removeprefix("X-GA-")):
-            continue
-        size = len(urlencode([(name, value)])) + 1
-        if used + size > SIP_HEADER_BUDGET:
-            log.warning(
-                "SIP headers over %d characters: %d dropped",
-                SIP_HEADER_BUDGET,
-                len(headers) - len(kept),
-            )
-            break
-        kept.append((name, value))
-        used += size
-    if not kept:
-        return uri
-    return f"{uri}{'&' if '?' in uri else '?'}{urlencode(kept)}"
+    valid = [(n, v) for n, v in headers if _HEADER_TOKEN.fullmatch(n.removeprefix("X-GA-"))]
+    fitted = fit_headers(valid, TWILIO_HEADER_BUDGET)
+    if fitted.dropped:
+        log.warning(
+            "SIP headers over %d characters: %d dropped", TWILIO_HEADER_BUDGET, len(fitted.dropped)
+        )
+    return sip_uri_with_headers(uri, fitted.kept)
 
 
 def _with_query(url: str, params: list[tuple[str, str]]) -> str:

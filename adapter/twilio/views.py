@@ -18,6 +18,7 @@ from adapter.flow.routing import fallback
 from adapter.genagent.countries import ISO_3166_ALPHA2
 from adapter.observe.call_events import count_fallback
 from adapter.observe.masking import mask_url, safe_id
+from adapter.sip import TransferMode
 from adapter.store import StoreError
 from adapter.twilio.settings import TwilioSettings
 from adapter.twilio.sids import is_call_sid
@@ -147,6 +148,10 @@ def voice() -> Response:
     for param, name in settings.caller_fields:
         if form.get(param):
             variables[name] = form[param]
+    mode_text = request.args.get("mode")
+    mode = TransferMode.parse(mode_text)
+    if mode_text and mode is None:
+        log.warning("call %s: unknown mode= ignored", safe_id(call_sid))
     call = CallStart(
         call_id=call_sid,
         conversation_id=request.args.get("conversation") or None,
@@ -154,6 +159,8 @@ def voice() -> Response:
         task_name=request.args.get("task") or settings.task_name,
         input_variables=variables,
         token=token[:_TOKEN_LIMIT] if token else None,
+        mode=mode,
+        customer_id=request.args.get("customer") or None,
     )
     return _answer(call_sid, "voice", lambda: front().flow.start(call))
 
@@ -175,8 +182,12 @@ def dial_result() -> Response:
 
 @twilio.post("/context")
 def context() -> Response:
-    """A caller on hold comes back here: read GenerativeAgent's context again."""
+    """A caller on hold comes back here: read GenerativeAgent's context again (of the
+    ``call`` parameter's call when the caller is on an INVITE return leg)."""
     call_sid = _call_sid()
+    other = request.args.get("call", "")
+    if is_call_sid(other):
+        call_sid = other
     attempt = _attempt()
     if request.form.get("CallStatus", "").lower() in _CALLER_GONE:
         return Response(front().renderer.render(Hangup()), mimetype="text/xml")
@@ -203,3 +214,7 @@ def status() -> Response:
             log.exception("call %s: could not record the end of the call", call_sid)
             return Response("store unavailable", status=503, mimetype="text/plain")
     return Response(status=204)
+
+
+# The SIP webhooks register on the same blueprint (and go through the same checks).
+from adapter.twilio import sip_views  # noqa: E402, F401

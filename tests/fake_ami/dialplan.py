@@ -16,6 +16,7 @@ from pathlib import Path
 REPO_CONF_DIR = Path(__file__).resolve().parents[2] / "asterisk_conf"
 CORE_CONF = REPO_CONF_DIR / "extensions_genagent.conf"
 ROUTES_CONF = REPO_CONF_DIR / "extensions_genagent_routes.conf"
+SIP_CONF = REPO_CONF_DIR / "extensions_genagent_sip.conf"
 MANAGER_CONF = REPO_CONF_DIR / "manager_genagent.conf"
 
 _SECTION = re.compile(r"^\[([^\]\s]+)\]$")

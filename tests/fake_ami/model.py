@@ -44,6 +44,8 @@ class Channel:
     app_data: str = ""
     bridge_id: str = ""
     variables: dict[str, str] = field(default_factory=dict)
+    inheritable: set[str] = field(default_factory=set)  # set as _NAME or __NAME
+    sip: dict[str, str] = field(default_factory=dict)  # request_uri, header:<name> (PJSIP)
     created: float = field(default_factory=time.monotonic)
     hanging_up: bool = False
 

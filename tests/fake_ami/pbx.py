@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from tests.fake_ami import sip
 from tests.fake_ami.codec import Header
 from tests.fake_ami.dialplan import Dialplan
 from tests.fake_ami.model import (
@@ -115,6 +116,7 @@ class Caller:
         self.holding = False
         self.dial: _Dial | None = None
         self.gone = False
+        self.invites: list[sip.SipInvite] = []  # what each SIP dial sent GenerativeAgent
 
     @property
     def name(self) -> str:
@@ -154,6 +156,12 @@ class Caller:
             raise RuntimeError(f"{self.name} is not bridged to GenerativeAgent")
         self.dial.agent_gone.set()
         await self.program
+
+    def refer(self, refer_to: str, header: str = "Refer-To", *, leg_first: bool = True) -> int:
+        """GenerativeAgent sends REFER on its bridged SIP leg; the status it learns (200,
+        or 400/404 with nothing on AMI). ``leg_first``: the teardown order of trace-sip-4
+        (its leg leaves the bridge first), else that of trace-sip-4b."""
+        return sip.refer(self.pbx, self, refer_to, header, leg_first)
 
     async def wait_until(self, context: str | None = None, timeout: float = 2.0) -> None:
         """Wait until the channel is in ``context`` (with None: until it has hung up)."""
@@ -201,6 +209,10 @@ class Pbx:
         for task in [*self._tasks, *(c.program for c in self.callers if c.program)]:
             task.cancel()
 
+    def emit(self, headers: list[Header]) -> None:
+        """Send an event to the AMI clients."""
+        self._emit(headers)
+
     def _spawn(self, coroutine: Awaitable[None]) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coroutine)
         self._tasks.add(task)
@@ -232,16 +244,25 @@ class Pbx:
             exten="s",
             state=RING,
         )
-        caller = Caller(self, channel)
-        self.callers.append(caller)
-        self.channels.append(channel)
-        self._emit(channel_event("Newchannel", channel))
+        caller = self.adopt(channel)
         channel.state = UP
         channel.move(IVR, "s", 1, "Answer")
         self._emit(channel_event("Newstate", channel))
         for key, value in (variables or {}).items():
             channel.set_var(key, value)
         return caller
+
+    def adopt(self, channel: Channel) -> Caller:
+        """A new channel the worker may act on: Newchannel, and its handle."""
+        caller = Caller(self, channel)
+        self.callers.append(caller)
+        self.channels.append(channel)
+        self._emit(channel_event("Newchannel", channel))
+        return caller
+
+    def invite_return(self, request_uri: str, headers: dict[str, str]) -> Caller | int:
+        """GenerativeAgent's INVITE return to ``request_uri``: the new channel, or 404."""
+        return sip.invite_return(self, request_uri, headers)
 
     def find(self, name: str) -> Channel | None:
         """A live channel by name (case-insensitive), else by Uniqueid, as Asterisk does."""
@@ -282,6 +303,8 @@ class Pbx:
             }
             if name in builtins:
                 return builtins[name]
+        if channel is not None and (value := sip.read_sip_function(channel, name)) is not None:
+            return value
         if name == "EPOCH":
             return str(int(time.time()))
         if (channel is not None and name in channel.variables) or name in self.globals:
@@ -322,8 +345,18 @@ class Pbx:
                 ("Handoff", channel.variables["GA_HANDOFF_SEQ"]),
             )
         )
-        seconds = self._seconds(self.config.handoff_timeout, "GA_HANDOFF_TIMEOUT", channel)
-        self._hold(caller, HANDOFF, seconds, "handoff-timeout")
+        self.hold_for_worker(caller, HANDOFF, "handoff-timeout")
+
+    def hold_for_worker(self, caller: Caller, context: str, reason: str) -> None:
+        """The bounded hold of ``context``: GA_HANDOFF_TIMEOUT in the hand-off, else
+        GA_RETURN_TIMEOUT."""
+        if context == HANDOFF:
+            seconds = self._seconds(
+                self.config.handoff_timeout, "GA_HANDOFF_TIMEOUT", caller.channel
+            )
+        else:
+            seconds = self._seconds(self.config.return_timeout, "GA_RETURN_TIMEOUT", caller.channel)
+        self._hold(caller, context, seconds, reason)
 
     def _hold(self, caller: Caller, context: str, seconds: float, reason: str) -> None:
         """MusicOnHold bounded by a safety timeout, then genagent-fallback."""
@@ -367,8 +400,8 @@ class Pbx:
             self.enter_handoff(caller)
             return
         self._leave(caller)
-        if (context, exten, priority) == (DIAL, "s", 1):
-            caller.program = asyncio.create_task(self._run_dial(caller))
+        if (context, exten, priority) in ((DIAL, "s", 1), (sip.SIP_DIAL, "s", 1)):
+            caller.program = asyncio.create_task(self._run_dial(caller, context))
         else:
             self._park(caller, context, exten, priority)
 
@@ -445,18 +478,53 @@ class Pbx:
         ]
         return f"{prefix}{number}{suffix}", legs
 
-    async def _run_dial(self, caller: Caller) -> None:
-        """Dial(${GA_DIAL_PREFIX}<number>${GA_DIAL_SUFFIX},<timeout>,g) and its outcome."""
+    def _sip_leg(self, caller: Caller, uri: str) -> tuple[str, list[Channel]]:
+        """The ASAPP leg of ``Dial(PJSIP/${GA_SIP_ENDPOINT}/<uri>)``, with the caller's
+        inheritable variables, after genagent-sip-predial ran on it."""
+        endpoint = self.variable(caller.channel, "GA_SIP_ENDPOINT")
+        leg = Channel(
+            name=f"PJSIP/{endpoint}-{self.numbering.suffix()}",
+            uniqueid=self.numbering.uniqueid(),
+            linkedid=caller.channel.linkedid,
+            tech="PJSIP",
+            caller_num=caller.channel.caller_num,
+            caller_name=caller.channel.caller_name,
+            connected_num=caller.channel.caller_num,
+            connected_name=caller.channel.caller_name,
+            context=sip.INBOUND,
+            exten="s",
+        )
+        for name in caller.channel.inheritable:
+            leg.set_var(name, caller.channel.variables.get(name, ""))
+        leg.set_var("TRANSFER_CONTEXT", sip.REFER_CONTEXT)
+        caller.invites.append(sip.SipInvite(uri, sip.predial_headers(leg)))
+        return f"PJSIP/{endpoint}/{uri}", [leg]
+
+    async def _run_dial(self, caller: Caller, context: str = DIAL) -> None:
+        """Dial(<dial string>,<timeout>,g...) and its outcome: a transfer number in
+        genagent-dial, GenerativeAgent's SIP URI in genagent-sip-dial."""
         channel = caller.channel
-        number = channel.variables.get("GA_TRANSFER_NUMBER", "")
         seconds = self._seconds(self.config.dial_timeout, "GA_DIAL_TIMEOUT", channel)
-        if re.fullmatch(r"[0-9+]+", number) is None or seconds <= 0:
-            return self._returned(caller, "INVALIDARGS")
-        dial_string, legs = self._dial_legs(caller, number)
-        priority = self._priority(DIAL, "Dial")
-        channel.move(DIAL, "s", priority, "Dial", f"{dial_string},{seconds:g},g")
+        if context == sip.SIP_DIAL:
+            for key in ("Refer-To", "refer-to", "r"):
+                channel.variables.pop(f"~HASH~TRANSFER_DATA~{key}~", None)
+            channel.set_var("GET_TRANSFERRER_DATA", "R")
+            channel.set_var("GA_SIP_RETURN", "")
+            number = channel.variables.get("GA_SIP_URI", "")
+            if not number or seconds <= 0:
+                return self._returned(caller, "INVALIDARGS", context)
+            dial_string, legs = self._sip_leg(caller, number)
+        else:
+            number = channel.variables.get("GA_TRANSFER_NUMBER", "")
+            if re.fullmatch(r"[0-9+]+", number) is None or seconds <= 0:
+                return self._returned(caller, "INVALIDARGS")
+            dial_string, legs = self._dial_legs(caller, number)
+        priority = self._priority(context, "Dial")
+        channel.move(context, "s", priority, "Dial", f"{dial_string},{seconds:g},g")
         outcome = None
-        if self.config.dial_handler is not None:
+        if context == sip.SIP_DIAL and sip.invite_too_big(caller.invites[-1]):
+            outcome = DialOutcome("CONGESTION")  # nothing reaches GenerativeAgent
+        elif self.config.dial_handler is not None:
             outcome = await self.config.dial_handler(caller, number)
         if outcome is None:
             outcome = caller.outcomes.popleft() if caller.outcomes else self.config.default_outcome
@@ -468,7 +536,7 @@ class Pbx:
         if outcome.status == "CHANUNAVAIL":
             # No DialBegin/DialEnd at all: the dialed channel appears and vanishes.
             self._hang_up_legs(dial, 0, 0)
-            return self._returned(caller, "CHANUNAVAIL")
+            return self._returned(caller, "CHANUNAVAIL", context)
         dial_string_header = ("DialString", dial_string.partition("/")[2])
         self._emit(dial_event("DialBegin", channel, near, dial_string_header))
         if outcome.status in ("BUSY", "CONGESTION"):
@@ -478,7 +546,7 @@ class Pbx:
             self._emit(dial_event("DialEnd", channel, near, ("DialStatus", outcome.status)))
             cause = 17 if outcome.status == "BUSY" else 34
             self._hang_up_legs(dial, cause if far is near else 0, cause)
-            return self._returned(caller, outcome.status)
+            return self._returned(caller, outcome.status, context)
         near.state = RINGING
         dial.phase = "ringing"
         self._emit(channel_event("Newstate", near))
@@ -487,7 +555,7 @@ class Pbx:
             await asyncio.sleep(seconds)
             self._emit(dial_event("DialEnd", channel, near, ("DialStatus", "NOANSWER")))
             self._hang_up_legs(dial, 0, 0)
-            return self._returned(caller, "NOANSWER")
+            return self._returned(caller, "NOANSWER", context)
         await asyncio.sleep(outcome.ring)
         for leg in reversed(legs):
             leg.state = UP
@@ -506,7 +574,7 @@ class Pbx:
         # GenerativeAgent hangs up: its leg goes, the caller's leg continues (option g).
         self._emit(channel_event("HangupRequest", near, ("Cause", "16")))
         self._end_dial(dial, channel, agent_first=True)
-        return self._returned(caller, "ANSWER")
+        return self._returned(caller, "ANSWER", context)
 
     def _end_dial(self, dial: _Dial, caller_channel: Channel, *, agent_first: bool = False) -> None:
         """Tear the dialed side down (cause 16): cancel the ringing, or dismantle the
@@ -528,19 +596,30 @@ class Pbx:
             dial.bridge = None
         dial.phase = "done"
 
+    def hang_up_legs(self, leg: Channel, cause: int = 16) -> None:
+        """The Hangup of one dialed leg (a SIP leg after a REFER)."""
+        if leg in self.channels:
+            self._emit(hangup_event(leg, cause))
+            self._remove(leg)
+
     def _hang_up_legs(self, dial: _Dial, near_cause: int, far_cause: int) -> None:
         for leg, cause in zip(dial.legs, (near_cause, far_cause), strict=False):
             if leg in self.channels:
                 self._emit(hangup_event(leg, cause))
                 self._remove(leg)
 
-    def _returned(self, caller: Caller, status: str) -> None:
-        """After the Dial: the GenerativeAgentReturned UserEvent, then the return hold."""
+    def _returned(self, caller: Caller, status: str, context: str = DIAL) -> None:
+        """After the Dial: the GenerativeAgentReturned UserEvent, then the return hold
+        (after a SIP dial whose call an INVITE return took over: Hangup())."""
         channel = caller.channel
         caller.dial = None
         channel.set_var("DIALSTATUS", status)
-        priority = self._priority(DIAL, "UserEvent", "GenerativeAgentReturned")
-        channel.move(DIAL, "s", priority, "UserEvent")
+        if context == sip.SIP_DIAL and channel.variables.get("GA_SIP_RETURN") == "invite":
+            caller.program = None
+            self.terminate(caller, 16, "SoftHangupRequest", 16)
+            return
+        priority = self._priority(context, "UserEvent", "GenerativeAgentReturned")
+        channel.move(context, "s", priority, "UserEvent")
         self._emit(
             user_event(
                 channel,
@@ -550,5 +629,4 @@ class Pbx:
                 ("HoldTimeout", self.variable(channel, "GA_RETURN_TIMEOUT")),
             )
         )
-        seconds = self._seconds(self.config.return_timeout, "GA_RETURN_TIMEOUT", channel)
-        self._hold(caller, DIAL, seconds, "return-timeout")
+        self.hold_for_worker(caller, context, "return-timeout")

@@ -19,7 +19,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from tests.fake_ami.codec import GREETING, Decoder, Header, Message, encode
-from tests.fake_ami.dialplan import CORE_CONF, MANAGER_CONF, ROUTES_CONF, Dialplan, parse_manager
+from tests.fake_ami.dialplan import (
+    CORE_CONF,
+    MANAGER_CONF,
+    ROUTES_CONF,
+    SIP_CONF,
+    Dialplan,
+    parse_manager,
+)
 from tests.fake_ami.model import Numbering, core_show_channel, event, status_item
 from tests.fake_ami.pbx import (
     ANSWER_THEN_WAIT,
@@ -57,6 +64,7 @@ AUTHORITY: dict[str, frozenset[str]] = {
     "command": frozenset({"command"}),
     "userevent": frozenset({"user"}),
 }
+GETVAR_MAX = 1023
 LOGIN_ACTIONS = frozenset({"login", "logoff", "challenge"})
 
 
@@ -140,7 +148,7 @@ class FakeAsterisk:
         ``login_failure_delay`` stands for Asterisk's 1 s pause before a failed Login;
         ``tls`` serves AMI over TLS, as Asterisk's ``tlsenable`` does."""
         self.config = PbxConfig(
-            dialplan=dialplan or Dialplan.load([CORE_CONF, ROUTES_CONF], TEST_IVR_CONF),
+            dialplan=dialplan or Dialplan.load([CORE_CONF, SIP_CONF, ROUTES_CONF], TEST_IVR_CONF),
             handoff_timeout=handoff_timeout,
             return_timeout=return_timeout,
             dial_timeout=dial_timeout,
@@ -440,10 +448,9 @@ class FakeAsterisk:
         channel = self.pbx.find(name) if name else None
         if name and channel is None:
             return self._error(session, message, "No such channel")
-        value = self.pbx.read_variable(channel, variable)
-        session.send(
-            self._response(message, "Success", ("Variable", variable), ("Value", value or ""))
-        )
+        # manager.c copies every result into a 1,024-byte buffer: 1,023 characters at most.
+        value = (self.pbx.read_variable(channel, variable) or "")[:GETVAR_MAX]
+        session.send(self._response(message, "Success", ("Variable", variable), ("Value", value)))
         return None
 
     async def _action_setvar(self, session: Session, message: Message) -> None:
@@ -454,7 +461,11 @@ class FakeAsterisk:
         if name := message.get("Channel"):
             if (channel := self.pbx.find(name)) is None:
                 return self._error(session, message, "No such channel")
-            channel.set_var(variable, value)
+            # _NAME / __NAME: stored under NAME, inherited by the channels it creates.
+            name = variable.lstrip("_")
+            if name != variable:
+                channel.inheritable.add(name)
+            channel.set_var(name, value)
         else:
             self.pbx.globals[variable] = value
         return self._ack(session, message, "Variable Set")
