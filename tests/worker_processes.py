@@ -29,6 +29,7 @@ P = ParamSpec("P")
 PROCESS_TEST_TIMEOUT = 120.0
 
 # Short timeouts so a test never waits long; LEASE_TTL short so a takeover is quick.
+LEASE_TTL_SECONDS = 2.0
 WORKER_ENV = {
     "AMI_HOST": "127.0.0.1",
     "AMI_USERNAME": "genagent-adapter",  # asterisk_conf/manager_genagent.conf's user
@@ -43,7 +44,7 @@ WORKER_ENV = {
     "TRANSFER_CREATE_DEADLINE": "2",
     "CONTEXT_WAIT_SECONDS": "1",
     "CONTEXT_POLL_INTERVAL": "0.05",
-    "LEASE_TTL": "2",
+    "LEASE_TTL": f"{LEASE_TTL_SECONDS:g}",
     "LOG_LEVEL": "INFO",
 }
 
@@ -161,6 +162,9 @@ async def shared_rig(
         # Each worker is a member (calls are spread among the members), as in production.
         members = f"{options.key_prefix}workers"
         await wait_until(lambda: client.zcard(members) >= count or None, 30, "members")
+        # Each worker learns the others at its next lease renewal (every LEASE_TTL/3 s);
+        # until then a worker that started first takes every call it sees.
+        await asyncio.sleep(LEASE_TTL_SECONDS / 3 + 0.5)
         yield SharedRig(rig, workers, client, options.key_prefix)
     finally:
         for worker in workers:
