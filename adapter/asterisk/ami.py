@@ -106,6 +106,8 @@ class AmiSession:
         )
         for pattern, handler in handlers.items():
             manager.register_event(pattern, _guarded(handler))
+        if not any(char in pattern for pattern in handlers for char in "*?["):
+            manager.wanted_events = frozenset(handlers)  # skip the others unparsed
         self._manager = manager
         try:
             await connect_once(manager, self.host, self.port, self._tls, self.action_timeout)
