@@ -2,6 +2,10 @@
 """Asterisk worker benchmark: 1,000 calls in flight on one worker, latency and memory.
 
     python3 bench/asterisk_worker.py [--calls 1000] [--waves 5] [--window 10]
+        [--load recorded|lean] [--unfiltered]
+
+``--load`` and ``--unfiltered`` shape the AMI traffic (``bench/asterisk_load.py``): by
+default the recordings' call, about 50 events a call, with the shipped eventfilter.
 
 Three processes, on 127.0.0.1 only, none sharing an event loop:
 
@@ -76,6 +80,7 @@ import httpx
 if __package__ in (None, ""):  # run as a script: make ``bench`` and ``tests`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.asterisk_load import LOADS, Load
 from bench.voice_webhook.processes import (
     CLOCK_TICKS,
     HOST,
@@ -349,6 +354,7 @@ class Wave:
     steal_pct: float = 0.0
     worker_major_faults: int = 0  # page faults that waited for the disk, during the wave
     machine_major_faults: int = 0
+    events_per_call: dict[str, float] = field(default_factory=dict)
 
 
 def analyse(
@@ -367,6 +373,7 @@ def analyse(
         handoff_seconds=float(answer["handoff_seconds"]),
         wave_seconds=float(answer["wave_seconds"]),
         fake_lag_ms=dict(answer["lag_ms"]),
+        events_per_call=dict(answer.get("events_per_call", {})),
         stalls_ms=[(s1 - s0) * 1000 for s0, s1 in stalls],
     )
     gets: dict[str, list[tuple[float, float]]] = {}
@@ -538,6 +545,8 @@ def print_wave(wave: Wave) -> None:
         f" the calls they touched: hand-off {Summary.of(wave.handoff_clean_ms).p99:.2f},"
         f" dial-end {Summary.of(wave.dial_end_clean_ms).p99:.2f} ms;"
         f" fake lag p99 {wave.fake_lag_ms.get('p99', 0):.2f} ms;"
+        f" AMI events/call {wave.events_per_call.get('emitted', 0):.1f} emitted,"
+        f" {wave.events_per_call.get('delivered', 0):.1f} delivered;"
         f" RSS {after.rss_kb / 1024 if after else math.nan:.1f} MiB"
         + (f"; PROBLEMS {dict(wave.problems)}" if wave.problems else ""),
         flush=True,
@@ -764,6 +773,10 @@ def _ms(summary: Summary) -> str:
     return f"{summary.p50:.2f} / {summary.p90:.2f} / {summary.p99:.2f} / {summary.max:.2f}"
 
 
+def _events(waves: Sequence[Wave], key: str) -> str:
+    return f"{sum(w.events_per_call.get(key, 0) for w in waves) / len(waves):.1f}"
+
+
 def report(
     args: argparse.Namespace,
     waves: Sequence[Wave],
@@ -843,13 +856,18 @@ def report(
         f"an unmeasured warm-up of {args.warmup} calls, then " if args.warmup else "no warm-up, "
     )
     lines = [
-        "## Asterisk worker: 1,000 calls in flight",
+        f"## Asterisk worker: {args.calls:,} calls in flight",
         "",
         f"Run {now} on {machine_description()}; Linux {platform.release()}, "
         f"Python {platform.python_version()}, panoramisk {version_of('panoramisk')}, "
         f"httpx {version_of('httpx')}, gunicorn {version_of('gunicorn')}. Command: "
         f"`python3 bench/asterisk_worker.py --calls {args.calls} --waves {args.waves} "
-        f"--window {args.window:g}`.",
+        f"--window {args.window:g} --hold {args.hold:g} --load {args.load}"
+        f"{' --unfiltered' if args.unfiltered else ''}`.",
+        "",
+        f"- AMI traffic: {Load(args.load, not args.unfiltered).describe()}; per call "
+        f"{_events(waves, 'emitted')} events emitted, {_events(waves, 'delivered')} "
+        "written to the worker's session.",
         "",
         "- Worker: `python -m adapter asterisk`, configured by environment only: the fake's "
         f"AMI on 127.0.0.1 as `{AMI_USERNAME}` (least privilege), "
@@ -952,6 +970,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default="auto",
         help="extra wave under py-spy: when a latency target is missed (auto), always, never",
     )
+    add("--load", choices=LOADS, default="recorded", help="AMI events per call (recorded)")
+    add("--unfiltered", action="store_true", help="the worker's AMI user without eventfilter")
     add("--results", type=Path, default=RESULTS_FILE, help="where to write the Markdown")
     add("--keep", action="store_true", help="keep the temporary directory (logs, store)")
     args = parser.parse_args(argv)
@@ -1020,6 +1040,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         str(control_port),
                         "--sandbox",
                         sandbox.base_url,
+                        "--load",
+                        args.load,
+                        *(["--unfiltered"] if args.unfiltered else []),
                     ],
                     env=server_env({}),
                     log=log,
