@@ -18,7 +18,7 @@ from adapter.flow.policy import FlowPolicy
 from adapter.flow.routing import Router, default_router
 from adapter.genagent import AsyncGenAgentClient, GenAgentClient, GenAgentError
 from adapter.observe.call_events import observe_save
-from adapter.store import CallStore, StoreError
+from adapter.store import CallStore, Stored, StoreError
 
 log = logging.getLogger("adapter.flow")
 
@@ -68,7 +68,7 @@ def _watch(
         return result.data if result is not None else None
     if not isinstance(effect, Save):
         return seen
-    saved = effect.record.to_json()
+    saved = result.data if isinstance(result, Stored) else effect.record.to_json()
     try:
         observer(None if effect.version is None else seen, saved)
     except Exception:  # observing must never change what happens to a call
