@@ -1,10 +1,13 @@
-"""SQLite writers queue on the store's WriteLock: across processes (flock) and threads."""
+"""SQLite writers queue on the store's WriteLock, across processes (flock) and threads;
+WAL checkpoints run on a thread of their own."""
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from adapter.store.sqlite import SQLiteCallStore
@@ -72,3 +75,29 @@ def test_the_store_writes_under_the_lock_and_reads_without_it(tmp_path: Path) ->
     assert stored is not None
     assert stored.data == {"n": 1}
     store.close()
+
+
+def rows_in_the_main_file(database: Path) -> int:
+    """What the database file itself holds, the WAL ignored (immutable=1 skips it)."""
+    conn = sqlite3.connect(f"file:{database}?immutable=1", uri=True)
+    try:
+        return int(conn.execute("SELECT count(*) FROM calls").fetchone()[0])
+    except sqlite3.OperationalError:  # no table yet: the schema is still in the WAL
+        return 0
+    finally:
+        conn.close()
+
+
+def test_a_thread_checkpoints_the_wal_and_stops_with_the_store(tmp_path: Path) -> None:
+    database = tmp_path / "calls.sqlite3"
+    store = SQLiteCallStore(str(database))
+    for n in range(50):
+        store.create(f"CA{n}", {"n": n})
+    deadline = time.monotonic() + 30
+    while rows_in_the_main_file(database) < 50:
+        assert time.monotonic() < deadline, "the WAL was never checkpointed"
+        time.sleep(0.05)
+    name = f"sqlite-checkpoint:{database}"
+    assert name in {thread.name for thread in threading.enumerate()}
+    store.close()
+    assert name not in {thread.name for thread in threading.enumerate()}

@@ -5,7 +5,8 @@ process crash (only a power cut can lose the last commits) without an fsync per 
 Each thread opens its own connection on first use. Writers queue on a WriteLock (see
 write_lock.py) rather than in SQLite's sleeping busy handler; a writer still waits at most
 BUSY_TIMEOUT_SECONDS for SQLite's own lock. Each write is one statement in autocommit:
-one write per webhook. Stored data is never logged nor put in an error
+one write per webhook. WAL checkpoints, and their fsync, run on a thread of their own
+(checkpoints.py), not in a webhook's commit. Stored data is never logged nor put in an error
 message: it holds caller variables and phone numbers.
 """
 
@@ -22,6 +23,7 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 from adapter.store.base import CallStore, StaleWriteError, Stored, StoreError, StoreUnavailableError
+from adapter.store.checkpoints import BACKSTOP_PAGES, Checkpointer
 from adapter.store.codec import check_id, decode, encode
 from adapter.store.write_lock import WriteLock
 
@@ -57,6 +59,7 @@ class SQLiteCallStore(CallStore):
         self._shared: sqlite3.Connection | None = None
         self._shared_lock = threading.Lock()
         self._write_lock = WriteLock(None if self._memory else self.path)
+        self._checkpoints = None if self._memory else Checkpointer(self.path)
         try:
             if self._memory:
                 self._shared = self._connect()
@@ -171,6 +174,8 @@ class SQLiteCallStore(CallStore):
             connections = [conn for _, conn in self._registry]
             self._registry.clear()
         self._write_lock.close()
+        if self._checkpoints is not None:
+            self._checkpoints.stop()
         if self._shared is not None:
             with self._shared_lock:
                 self._shared.close()
@@ -216,6 +221,7 @@ class SQLiteCallStore(CallStore):
         )
         try:
             conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
         except BaseException:
             conn.close()
             raise
@@ -275,6 +281,8 @@ class SQLiteCallStore(CallStore):
     @contextmanager
     def _writing(self) -> Iterator[sqlite3.Connection]:
         """This thread's connection for a write, the process's other writers held off."""
+        if self._checkpoints is not None:
+            self._checkpoints.ensure_running()
         with self._write_lock.held(), self._use() as conn:
             yield conn
 
