@@ -59,6 +59,8 @@ class SQLiteCallStore(CallStore):
         self._shared: sqlite3.Connection | None = None
         self._shared_lock = threading.Lock()
         self._write_lock = WriteLock(None if self._memory else self.path)
+        # WAL: a reader never waits for a writer (``:memory:`` shares one locked connection).
+        self.local_reads = not self._memory
         self._checkpoints = None if self._memory else Checkpointer(self.path)
         try:
             if self._memory:
