@@ -18,13 +18,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from panoramisk import Manager
 from panoramisk.message import Message
 
-from adapter.asterisk.connection import OneShotManager, connect_once
+from adapter.asterisk.connection import OneShotManager, connect_once, corked
 from adapter.asterisk.framing import SETVAR_VALUE_MAX, setvar_action
 from adapter.asterisk.settings import AmiSettings
 from adapter.config import Secret
@@ -139,23 +139,41 @@ class AmiSession:
 
         With ``check``, an error answer raises ChannelGone or AmiError.
         """
+        [answer] = await self.pipeline([action], check=check, timeout=timeout)
+        if isinstance(answer, AmiError):
+            raise answer
+        return answer
+
+    async def pipeline(
+        self,
+        actions: Sequence[dict[str, Any]],
+        *,
+        check: bool = True,
+        timeout: float | None = None,
+    ) -> list[Any]:
+        """Send ``actions`` in one write, in order, and await every answer under one timeout.
+
+        Asterisk runs a session's actions one after the other, so this is ``action`` on
+        each in turn, minus a round trip per action. Each answer is returned in place, or
+        with ``check`` the ChannelGone / AmiError its error answer means (not raised).
+        """
         manager = self._manager
         if manager is None or self.closed.is_set() or manager.protocol is None:
             raise SessionClosed("the AMI session is closed")
-        future = manager.send_action(dict(action))
+        with corked(manager.protocol):
+            futures = [manager.send_action(dict(action)) for action in actions]
         try:
             # asyncio.timeout, not wait_for: no Task per action (some 15 actions a call).
             async with asyncio.timeout(timeout if timeout is not None else self.action_timeout):
-                answer = await future
+                answers = [await future for future in futures]
         except TimeoutError:
-            future.cancel()
-            raise AmiTimeout(f"no answer to {action['Action']} in time") from None
-        if check and not _ok(answer):
-            message = _message(answer)
-            if any(text in message.lower() for text in _CHANNEL_GONE):
-                raise ChannelGone(message)
-            raise AmiError(f"{action['Action']} failed: {message}")
-        return answer
+            for future in futures:
+                future.cancel()
+            names = ", ".join(str(action["Action"]) for action in actions)
+            raise AmiTimeout(f"no answer to {names} in time") from None
+        if not check:
+            return answers
+        return [_checked(action, answer) for action, answer in zip(actions, answers, strict=True)]
 
     # --- the actions the worker uses ----------------------------------------------------
 
@@ -166,31 +184,31 @@ class AmiSession:
     async def getvar(self, channel: str, variable: str) -> str:
         """A channel variable's value ('' when unset)."""
         answer = await self.action({"Action": "Getvar", "Channel": channel, "Variable": variable})
-        value = answer.get("Value") or ""
-        return "" if value == "(null)" else str(value)
+        return _value(answer)
+
+    async def getvars(self, channel: str, variables: Sequence[str]) -> list[str]:
+        """Several variables' values ('' when unset), asked in one write; the first error
+        answer is raised."""
+        actions = [{"Action": "Getvar", "Channel": channel, "Variable": v} for v in variables]
+        return [_value(_raise_error(answer)) for answer in await self.pipeline(actions)]
 
     async def setvar(self, channel: str, variable: str, value: str) -> None:
         """Set a channel variable; the value is fit to one AMI line (see framing.py)."""
-        action, cut = setvar_action(channel, variable, value)
-        if cut:
-            log.warning(
-                "%s: value cut to %d bytes to fit one AMI line", safe_id(variable), SETVAR_VALUE_MAX
-            )
-        await self.action(action)
+        await self.action(_setvar(channel, variable, value))
+
+    async def setvars(
+        self, channel: str, variables: Mapping[str, str], *, then: dict[str, Any] | None = None
+    ) -> list[Any]:
+        """Set several variables (and run ``then``, e.g. a Redirect, after them) in one
+        write; the answers as :meth:`pipeline` gives them."""
+        actions = [_setvar(channel, name, value) for name, value in variables.items()]
+        return await self.pipeline([*actions, *([then] if then else [])])
 
     async def redirect(
         self, channel: str, context: str, exten: str = "s", priority: int = 1
     ) -> None:
         """Send the channel to ``context,exten,priority``."""
-        await self.action(
-            {
-                "Action": "Redirect",
-                "Channel": channel,
-                "Context": context,
-                "Exten": exten,
-                "Priority": str(priority),
-            }
-        )
+        await self.action(redirect_action(channel, context, exten, priority))
 
     async def variables(self, channel: str) -> dict[str, str]:
         """Every variable set on the channel (Status with AllVariables)."""
@@ -219,6 +237,55 @@ class AmiSession:
                 return False
             raise
         return bool(_events(answer, "ListDialplan"))
+
+
+def redirect_action(
+    channel: str, context: str, exten: str = "s", priority: int = 1
+) -> dict[str, Any]:
+    """The Redirect action of ``channel`` to ``context,exten,priority``."""
+    return {
+        "Action": "Redirect",
+        "Channel": channel,
+        "Context": context,
+        "Exten": exten,
+        "Priority": str(priority),
+    }
+
+
+def _setvar(channel: str, variable: str, value: str) -> dict[str, Any]:
+    action, cut = setvar_action(channel, variable, value)
+    if cut:
+        log.warning(
+            "%s: value cut to %d bytes to fit one AMI line", safe_id(variable), SETVAR_VALUE_MAX
+        )
+    return action
+
+
+def _value(answer: Any) -> str:
+    value = answer.get("Value") or ""
+    return "" if value == "(null)" else str(value)
+
+
+def _raise_error(answer: Any) -> Any:
+    if isinstance(answer, AmiError):
+        raise answer
+    return answer
+
+
+def raise_first_error(answers: Sequence[Any]) -> None:
+    """Raise the first ChannelGone / AmiError among :meth:`AmiSession.pipeline` answers."""
+    for answer in answers:
+        _raise_error(answer)
+
+
+def _checked(action: dict[str, Any], answer: Any) -> Any:
+    """``answer``, or the ChannelGone / AmiError its error answer means."""
+    if _ok(answer):
+        return answer
+    message = _message(answer)
+    if any(text in message.lower() for text in _CHANNEL_GONE):
+        return ChannelGone(message)
+    return AmiError(f"{action['Action']} failed: {message}")
 
 
 def _guarded(handler: EventHandler) -> Callable[[Manager, Message], None]:

@@ -13,6 +13,8 @@ import asyncio
 import logging
 import ssl
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from panoramisk import Manager
 from panoramisk.ami_protocol import AMIProtocol
@@ -80,6 +82,30 @@ class OneShotManager(Manager):  # type: ignore[misc]
             pinger.cancel()
         self.pinger = None
         self.loop.call_soon(self.on_disconnect, self, exc)
+
+
+class _Buffer:
+    """Stands in for a transport: keeps what is written."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.chunks.append(data)
+
+
+@contextmanager
+def corked(protocol: AMIProtocol) -> Iterator[None]:
+    """Actions sent inside go out together, in one write (one syscall, not one each)."""
+    transport = protocol.transport
+    buffer = _Buffer()
+    protocol.transport = buffer
+    try:
+        yield
+    finally:
+        protocol.transport = transport
+        if buffer.chunks:
+            transport.write(b"".join(buffer.chunks))
 
 
 class _Protocol(AMIProtocol):  # type: ignore[misc]
