@@ -25,36 +25,30 @@ from panoramisk import Manager
 from panoramisk.message import Message
 
 from adapter.asterisk.connection import OneShotManager, connect_once, corked
-from adapter.asterisk.framing import SETVAR_VALUE_MAX, setvar_action
+from adapter.asterisk.messages import (
+    AmiError,
+    AmiTimeout,
+    SessionClosed,
+    as_list,
+    checked,
+    error_message,
+    events_named,
+    fitted_setvar,
+    is_ok,
+    raise_error,
+    redirect_action,
+    value_of,
+)
 from adapter.asterisk.settings import AmiSettings
 from adapter.config import Secret
-from adapter.observe.masking import safe_id
 
 log = logging.getLogger("adapter.asterisk")
 
-# What Asterisk answers when the channel is gone or going: expected on live calls.
-_CHANNEL_GONE = ("no such channel", "channel does not exist", "channel not up")
 # panoramisk re-sends unanswered actions after a reconnect unless they are "forgettable".
 _NEVER_RESEND = (
     "ping", "login", "logoff", "getvar", "setvar", "redirect", "status", "hangup",
     "coreshowchannels", "showdialplan",
 )  # fmt: skip
-
-
-class AmiError(Exception):
-    """An AMI action failed (Response: Error), or the session is unusable."""
-
-
-class ChannelGone(AmiError):
-    """The channel hung up or never existed: expected on live calls, handled quietly."""
-
-
-class AmiTimeout(AmiError):
-    """An action got no complete answer in time."""
-
-
-class SessionClosed(AmiError):
-    """The connection is gone."""
 
 
 EventHandler = Callable[[Message], None]
@@ -122,9 +116,9 @@ class AmiSession:
         except BaseException:
             self.close()
             raise
-        if not _ok(answer):
+        if not is_ok(answer):
             self.close()
-            raise AmiError(f"AMI login as {self.username!r} refused: {_message(answer)}")
+            raise AmiError(f"AMI login as {self.username!r} refused: {error_message(answer)}")
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
@@ -173,7 +167,7 @@ class AmiSession:
             raise AmiTimeout(f"no answer to {names} in time") from None
         if not check:
             return answers
-        return [_checked(action, answer) for action, answer in zip(actions, answers, strict=True)]
+        return [checked(action, answer) for action, answer in zip(actions, answers, strict=True)]
 
     # --- the actions the worker uses ----------------------------------------------------
 
@@ -184,24 +178,24 @@ class AmiSession:
     async def getvar(self, channel: str, variable: str) -> str:
         """A channel variable's value ('' when unset)."""
         answer = await self.action({"Action": "Getvar", "Channel": channel, "Variable": variable})
-        return _value(answer)
+        return value_of(answer)
 
     async def getvars(self, channel: str, variables: Sequence[str]) -> list[str]:
         """Several variables' values ('' when unset), asked in one write; the first error
         answer is raised."""
         actions = [{"Action": "Getvar", "Channel": channel, "Variable": v} for v in variables]
-        return [_value(_raise_error(answer)) for answer in await self.pipeline(actions)]
+        return [value_of(raise_error(answer)) for answer in await self.pipeline(actions)]
 
     async def setvar(self, channel: str, variable: str, value: str) -> None:
         """Set a channel variable; the value is fit to one AMI line (see framing.py)."""
-        await self.action(_setvar(channel, variable, value))
+        await self.action(fitted_setvar(channel, variable, value))
 
     async def setvars(
         self, channel: str, variables: Mapping[str, str], *, then: dict[str, Any] | None = None
     ) -> list[Any]:
         """Set several variables (and run ``then``, e.g. a Redirect, after them) in one
         write; the answers as :meth:`pipeline` gives them."""
-        actions = [_setvar(channel, name, value) for name, value in variables.items()]
+        actions = [fitted_setvar(channel, name, value) for name, value in variables.items()]
         return await self.pipeline([*actions, *([then] if then else [])])
 
     async def redirect(
@@ -214,8 +208,8 @@ class AmiSession:
         """Every variable set on the channel (Status with AllVariables)."""
         answer = await self.action({"Action": "Status", "Channel": channel, "AllVariables": "true"})
         found: dict[str, str] = {}
-        for message in _events(answer, "Status"):
-            for item in _as_list(message.get("Variable")):
+        for message in events_named(answer, "Status"):
+            for item in as_list(message.get("Variable")):
                 name, sep, value = str(item).partition("=")
                 if sep and value != "(null)":
                     found[name] = value
@@ -224,7 +218,7 @@ class AmiSession:
     async def channels(self) -> list[Message]:
         """Every live channel (CoreShowChannels)."""
         answer = await self.action({"Action": "CoreShowChannels"})
-        return _events(answer, "CoreShowChannel")
+        return events_named(answer, "CoreShowChannel")
 
     async def has_extension(self, context: str, exten: str = "s") -> bool:
         """True if the dialplan defines ``exten`` in ``context`` (ShowDialPlan)."""
@@ -236,56 +230,7 @@ class AmiSession:
             if "did not find" in str(exc).lower():
                 return False
             raise
-        return bool(_events(answer, "ListDialplan"))
-
-
-def redirect_action(
-    channel: str, context: str, exten: str = "s", priority: int = 1
-) -> dict[str, Any]:
-    """The Redirect action of ``channel`` to ``context,exten,priority``."""
-    return {
-        "Action": "Redirect",
-        "Channel": channel,
-        "Context": context,
-        "Exten": exten,
-        "Priority": str(priority),
-    }
-
-
-def _setvar(channel: str, variable: str, value: str) -> dict[str, Any]:
-    action, cut = setvar_action(channel, variable, value)
-    if cut:
-        log.warning(
-            "%s: value cut to %d bytes to fit one AMI line", safe_id(variable), SETVAR_VALUE_MAX
-        )
-    return action
-
-
-def _value(answer: Any) -> str:
-    value = answer.get("Value") or ""
-    return "" if value == "(null)" else str(value)
-
-
-def _raise_error(answer: Any) -> Any:
-    if isinstance(answer, AmiError):
-        raise answer
-    return answer
-
-
-def raise_first_error(answers: Sequence[Any]) -> None:
-    """Raise the first ChannelGone / AmiError among :meth:`AmiSession.pipeline` answers."""
-    for answer in answers:
-        _raise_error(answer)
-
-
-def _checked(action: dict[str, Any], answer: Any) -> Any:
-    """``answer``, or the ChannelGone / AmiError its error answer means."""
-    if _ok(answer):
-        return answer
-    message = _message(answer)
-    if any(text in message.lower() for text in _CHANNEL_GONE):
-        return ChannelGone(message)
-    return AmiError(f"{action['Action']} failed: {message}")
+        return bool(events_named(answer, "ListDialplan"))
 
 
 def _guarded(handler: EventHandler) -> Callable[[Manager, Message], None]:
@@ -298,31 +243,3 @@ def _guarded(handler: EventHandler) -> Callable[[Manager, Message], None]:
             log.exception("AMI event handler failed on %s", event.get("Event"))
 
     return call
-
-
-def _ok(answer: Any) -> bool:
-    first = answer[0] if isinstance(answer, list) and answer else answer
-    return bool(getattr(first, "success", False))
-
-
-def _message(answer: Any) -> str:
-    first = answer[0] if isinstance(answer, list) and answer else answer
-    return str(first.get("Message", "")) if isinstance(first, Message) else repr(first)
-
-
-def _events(answer: Any, name: str) -> list[Message]:
-    items = answer if isinstance(answer, list) else [answer]
-    return [m for m in items if isinstance(m, Message) and m.get("Event") == name]
-
-
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, list) else [value]
-
-
-def first(value: Any) -> str:
-    """A header's value; a UserEvent may repeat standard names (the first is Asterisk's)."""
-    if isinstance(value, list):
-        return str(value[0]) if value else ""
-    return "" if value is None else str(value)

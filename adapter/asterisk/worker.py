@@ -21,15 +21,15 @@ from typing import Any
 
 from panoramisk.message import Message
 
-from adapter.asterisk.ami import (
+from adapter.asterisk.ami import AmiSession
+from adapter.asterisk.connection import tls_context
+from adapter.asterisk.messages import (
     AmiError,
-    AmiSession,
     ChannelGone,
     first,
     raise_first_error,
     redirect_action,
 )
-from adapter.asterisk.connection import tls_context
 from adapter.asterisk.settings import WorkerSettings
 from adapter.flow import AsyncTransferFlow, CallStart, Dial, DialResult, Hangup, Hold, Route, Step
 from adapter.flow.model import RouteKind
