@@ -3,6 +3,10 @@
 
     python3 bench/asterisk_worker.py [--calls 1000] [--waves 5] [--window 10]
     python3 bench/asterisk_worker.py --workers 2      # active-active, on a Redis store
+    python3 bench/asterisk_worker.py --load recorded|lean [--unfiltered]
+
+``--load`` and ``--unfiltered`` shape the AMI traffic (``bench/asterisk_load.py``): by
+default the recordings' call, about 50 events a call, with the shipped eventfilter.
 
 Processes on 127.0.0.1 only, none sharing an event loop (the parts live in
 ``bench/asterisk/``):
@@ -80,6 +84,7 @@ from bench.asterisk.profile import profile_wave
 from bench.asterisk.report import check_store, judge, report
 from bench.asterisk.rig import Rig, sandbox_args, start_rig
 from bench.asterisk.waves import Summary, Wave, print_wave
+from bench.asterisk_load import LOADS
 from bench.voice_webhook.processes import Processes, raise_interrupt, stop
 
 
@@ -113,6 +118,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="extra wave under py-spy: when a latency target is missed (auto), always, never",
     )
     add("--workers", type=int, default=1, help="AMI workers sharing the calls (1)")
+    add("--load", choices=LOADS, default="recorded", help="AMI events per call (recorded)")
+    add("--unfiltered", action="store_true", help="the worker's AMI user without eventfilter")
     add(
         "--store",
         choices=("sqlite", "redis"),

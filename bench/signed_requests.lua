@@ -3,9 +3,10 @@
 --   wrk -t T -c C -d D --latency -s bench/signed_requests.lua URL -- FILE T HOST MARKER
 --
 -- FILE has one pre-signed webhook per line: "<X-Twilio-Signature>\t<urlencoded form>",
--- signed for http://HOST/twilio/voice. Thread k (0-based) sends lines k+1, k+1+T, ...,
--- each once. It never repeats a CallSid: when its share runs out, wrk exits with status 3.
--- A 2xx answer whose body lacks MARKER (the <Number> of a sandbox transfer number) is
+-- signed for http://HOST/twilio/voice, or "<signature>\t<path?query>\t<form>" for that
+-- path. Thread k (0-based) sends lines k+1, k+1+T, ..., each once. It never repeats a
+-- CallSid: when its share runs out, wrk exits with status 3.
+-- A 2xx answer whose body lacks MARKER (the <Number> the answer must dial) is
 -- counted as bad TwiML. done() prints one line, "WRK_RESULT {json}", for the driver.
 
 local threads = {}
@@ -26,10 +27,15 @@ function init(args)
   local f = assert(io.open(file, "r"))
   for line in f:lines() do
     if line_no % nthreads == tid then
-      local signature, body = line:match("^([^\t]+)\t(.+)$")
+      -- "signature<TAB>form" posts to /twilio/voice; "signature<TAB>path<TAB>form" to path.
+      local signature, path, body = line:match("^([^\t]+)\t([^\t]+)\t(.+)$")
+      if not signature then
+        signature, body = line:match("^([^\t]+)\t(.+)$")
+        path = "/twilio/voice"
+      end
       assert(signature, "malformed line " .. (line_no + 1) .. " in " .. file)
       available = available + 1
-      queue[available] = wrk.format("POST", "/twilio/voice", {
+      queue[available] = wrk.format("POST", path, {
         ["Host"] = host,
         ["Content-Type"] = "application/x-www-form-urlencoded",
         ["X-Twilio-Signature"] = signature,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from adapter.asterisk import ami
+from adapter.asterisk import messages
 from adapter.asterisk.framing import SETVAR_VALUE_MAX
 from adapter.demo.simulator import AgentLeg
 from adapter.sandbox import SandboxServer
@@ -70,7 +70,7 @@ def test_the_fake_refuses_a_line_over_1024_bytes_as_asterisk_does() -> None:
 async def test_a_refused_setvar_does_not_strand_the_caller(
     sandbox: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = ami.setvar_action
+    real = messages.setvar_action
 
     def overlong_reason(channel: str, variable: str, value: str) -> tuple[dict[str, str], bool]:
         action, cut = real(channel, variable, value)
@@ -78,7 +78,7 @@ async def test_a_refused_setvar_does_not_strand_the_caller(
             action["Value"] = "x" * 2000
         return action, cut
 
-    monkeypatch.setattr(ami, "setvar_action", overlong_reason)
+    monkeypatch.setattr(messages, "setvar_action", overlong_reason)
     async with running_rig(sandbox, tmp_path) as rig:
         caller = rig.caller(AgentLeg(output=AGENT), GA_TASK="billing")
         caller.hand_off()

@@ -13,7 +13,8 @@ from adapter.asterisk.sip_channel import header_variables
 from tests.fake_ami.harness import Client, async_test
 from tests.fake_ami.pbx import Caller, DialOutcome
 from tests.fake_ami.server import FakeAsterisk
-from tests.test_fake_ami import READY, fake, redirect, setvar
+from tests.test_fake_ami import READY, redirect, setvar
+from tests.test_fake_ami import fake as filtered_fake
 
 # trace-sip-4-refer-headers-mode, the BlindTransfer event's headers in wire order.
 BLIND_TRANSFER_HEADERS = [
@@ -37,6 +38,14 @@ DOC_REFER_TO = (
     "&X-GA-tv-next_action=schedule_callback&X-GA-tv-priority=high"
     "&X-GA-rv-account_balance=1250.00&X-GA-rv-last_payment_date=2025-01-10"
 )
+
+
+def fake() -> FakeAsterisk:
+    """The fake with the worker's user unfiltered (an admin who left the eventfilter
+    lines out): these tests compare every event with the recordings."""
+    server = filtered_fake()
+    server.accounts["genagent-adapter"] = server.accounts["genagent-adapter"].unfiltered()
+    return server
 
 
 async def sip_dial(

@@ -13,6 +13,7 @@ from adapter.observe.endpoints import metrics_server
 from adapter.sandbox import SandboxServer
 from tests.asterisk_rig import AGENT, running_rig
 from tests.fake_ami.harness import async_test
+from tests.fake_ami.pbx import wait_until
 
 TOKEN = "worker-metrics-token-0123"
 
@@ -32,6 +33,8 @@ async def test_a_call_on_asterisk_is_counted_and_served(
         caller = rig.caller(AgentLeg(output=AGENT), GA_IV_accountNumber="value-9911")
         caller.hand_off()
         await caller.wait_until("genagent-agent", timeout=5)
+        # The Redirect's answer may still be on its way: the call ends when it is read.
+        await wait_until(lambda: not rig.worker.calls or None, 5, "the worker to finish")
     assert sample("genagent_ami_event_action_seconds_count", event="handoff") == handoff + 1
     assert sample("genagent_ami_event_action_seconds_count", event="returned") == returned + 1
     assert sample("genagent_routes_total", kind="agent") == agent + 1

@@ -18,43 +18,37 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from panoramisk import Manager
 from panoramisk.message import Message
 
-from adapter.asterisk.connection import OneShotManager, connect_once
-from adapter.asterisk.framing import SETVAR_VALUE_MAX, setvar_action
+from adapter.asterisk.connection import OneShotManager, connect_once, corked
+from adapter.asterisk.messages import (
+    AmiError,
+    AmiTimeout,
+    SessionClosed,
+    as_list,
+    checked,
+    error_message,
+    events_named,
+    fitted_setvar,
+    is_ok,
+    raise_error,
+    redirect_action,
+    value_of,
+)
 from adapter.asterisk.settings import AmiSettings
 from adapter.config import Secret
-from adapter.observe.masking import safe_id
 
 log = logging.getLogger("adapter.asterisk")
 
-# What Asterisk answers when the channel is gone or going: expected on live calls.
-_CHANNEL_GONE = ("no such channel", "channel does not exist", "channel not up")
 # panoramisk re-sends unanswered actions after a reconnect unless they are "forgettable".
 _NEVER_RESEND = (
     "ping", "login", "logoff", "getvar", "setvar", "redirect", "status", "hangup",
     "coreshowchannels", "showdialplan",
 )  # fmt: skip
-
-
-class AmiError(Exception):
-    """An AMI action failed (Response: Error), or the session is unusable."""
-
-
-class ChannelGone(AmiError):
-    """The channel hung up or never existed: expected on live calls, handled quietly."""
-
-
-class AmiTimeout(AmiError):
-    """An action got no complete answer in time."""
-
-
-class SessionClosed(AmiError):
-    """The connection is gone."""
 
 
 EventHandler = Callable[[Message], None]
@@ -106,6 +100,8 @@ class AmiSession:
         )
         for pattern, handler in handlers.items():
             manager.register_event(pattern, _guarded(handler))
+        if not any(char in pattern for pattern in handlers for char in "*?["):
+            manager.wanted_events = frozenset(handlers)  # skip the others unparsed
         self._manager = manager
         try:
             await connect_once(manager, self.host, self.port, self._tls, self.action_timeout)
@@ -120,9 +116,9 @@ class AmiSession:
         except BaseException:
             self.close()
             raise
-        if not _ok(answer):
+        if not is_ok(answer):
             self.close()
-            raise AmiError(f"AMI login as {self.username!r} refused: {_message(answer)}")
+            raise AmiError(f"AMI login as {self.username!r} refused: {error_message(answer)}")
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
@@ -137,23 +133,41 @@ class AmiSession:
 
         With ``check``, an error answer raises ChannelGone or AmiError.
         """
+        [answer] = await self.pipeline([action], check=check, timeout=timeout)
+        if isinstance(answer, AmiError):
+            raise answer
+        return answer
+
+    async def pipeline(
+        self,
+        actions: Sequence[dict[str, Any]],
+        *,
+        check: bool = True,
+        timeout: float | None = None,
+    ) -> list[Any]:
+        """Send ``actions`` in one write, in order, and await every answer under one timeout.
+
+        Asterisk runs a session's actions one after the other, so this is ``action`` on
+        each in turn, minus a round trip per action. Each answer is returned in place, or
+        with ``check`` the ChannelGone / AmiError its error answer means (not raised).
+        """
         manager = self._manager
         if manager is None or self.closed.is_set() or manager.protocol is None:
             raise SessionClosed("the AMI session is closed")
-        future = manager.send_action(dict(action))
+        with corked(manager.protocol):
+            futures = [manager.send_action(dict(action)) for action in actions]
         try:
-            answer = await asyncio.wait_for(
-                asyncio.shield(future), timeout if timeout is not None else self.action_timeout
-            )
+            # asyncio.timeout, not wait_for: no Task per action (some 15 actions a call).
+            async with asyncio.timeout(timeout if timeout is not None else self.action_timeout):
+                answers = [await future for future in futures]
         except TimeoutError:
-            future.cancel()
-            raise AmiTimeout(f"no answer to {action['Action']} in time") from None
-        if check and not _ok(answer):
-            message = _message(answer)
-            if any(text in message.lower() for text in _CHANNEL_GONE):
-                raise ChannelGone(message)
-            raise AmiError(f"{action['Action']} failed: {message}")
-        return answer
+            for future in futures:
+                future.cancel()
+            names = ", ".join(str(action["Action"]) for action in actions)
+            raise AmiTimeout(f"no answer to {names} in time") from None
+        if not check:
+            return answers
+        return [checked(action, answer) for action, answer in zip(actions, answers, strict=True)]
 
     # --- the actions the worker uses ----------------------------------------------------
 
@@ -164,38 +178,38 @@ class AmiSession:
     async def getvar(self, channel: str, variable: str) -> str:
         """A channel variable's value ('' when unset)."""
         answer = await self.action({"Action": "Getvar", "Channel": channel, "Variable": variable})
-        value = answer.get("Value") or ""
-        return "" if value == "(null)" else str(value)
+        return value_of(answer)
+
+    async def getvars(self, channel: str, variables: Sequence[str]) -> list[str]:
+        """Several variables' values ('' when unset), asked in one write; the first error
+        answer is raised."""
+        actions = [{"Action": "Getvar", "Channel": channel, "Variable": v} for v in variables]
+        return [value_of(raise_error(answer)) for answer in await self.pipeline(actions)]
 
     async def setvar(self, channel: str, variable: str, value: str) -> None:
         """Set a channel variable; the value is fit to one AMI line (see framing.py)."""
-        action, cut = setvar_action(channel, variable, value)
-        if cut:
-            log.warning(
-                "%s: value cut to %d bytes to fit one AMI line", safe_id(variable), SETVAR_VALUE_MAX
-            )
-        await self.action(action)
+        await self.action(fitted_setvar(channel, variable, value))
+
+    async def setvars(
+        self, channel: str, variables: Mapping[str, str], *, then: dict[str, Any] | None = None
+    ) -> list[Any]:
+        """Set several variables (and run ``then``, e.g. a Redirect, after them) in one
+        write; the answers as :meth:`pipeline` gives them."""
+        actions = [fitted_setvar(channel, name, value) for name, value in variables.items()]
+        return await self.pipeline([*actions, *([then] if then else [])])
 
     async def redirect(
         self, channel: str, context: str, exten: str = "s", priority: int = 1
     ) -> None:
         """Send the channel to ``context,exten,priority``."""
-        await self.action(
-            {
-                "Action": "Redirect",
-                "Channel": channel,
-                "Context": context,
-                "Exten": exten,
-                "Priority": str(priority),
-            }
-        )
+        await self.action(redirect_action(channel, context, exten, priority))
 
     async def variables(self, channel: str) -> dict[str, str]:
         """Every variable set on the channel (Status with AllVariables)."""
         answer = await self.action({"Action": "Status", "Channel": channel, "AllVariables": "true"})
         found: dict[str, str] = {}
-        for message in _events(answer, "Status"):
-            for item in _as_list(message.get("Variable")):
+        for message in events_named(answer, "Status"):
+            for item in as_list(message.get("Variable")):
                 name, sep, value = str(item).partition("=")
                 if sep and value != "(null)":
                     found[name] = value
@@ -204,7 +218,7 @@ class AmiSession:
     async def channels(self) -> list[Message]:
         """Every live channel (CoreShowChannels)."""
         answer = await self.action({"Action": "CoreShowChannels"})
-        return _events(answer, "CoreShowChannel")
+        return events_named(answer, "CoreShowChannel")
 
     async def has_extension(self, context: str, exten: str = "s") -> bool:
         """True if the dialplan defines ``exten`` in ``context`` (ShowDialPlan)."""
@@ -216,7 +230,7 @@ class AmiSession:
             if "did not find" in str(exc).lower():
                 return False
             raise
-        return bool(_events(answer, "ListDialplan"))
+        return bool(events_named(answer, "ListDialplan"))
 
 
 def _guarded(handler: EventHandler) -> Callable[[Manager, Message], None]:
@@ -229,31 +243,3 @@ def _guarded(handler: EventHandler) -> Callable[[Manager, Message], None]:
             log.exception("AMI event handler failed on %s", event.get("Event"))
 
     return call
-
-
-def _ok(answer: Any) -> bool:
-    first = answer[0] if isinstance(answer, list) and answer else answer
-    return bool(getattr(first, "success", False))
-
-
-def _message(answer: Any) -> str:
-    first = answer[0] if isinstance(answer, list) and answer else answer
-    return str(first.get("Message", "")) if isinstance(first, Message) else repr(first)
-
-
-def _events(answer: Any, name: str) -> list[Message]:
-    items = answer if isinstance(answer, list) else [answer]
-    return [m for m in items if isinstance(m, Message) and m.get("Event") == name]
-
-
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, list) else [value]
-
-
-def first(value: Any) -> str:
-    """A header's value; a UserEvent may repeat standard names (the first is Asterisk's)."""
-    if isinstance(value, list):
-        return str(value[0]) if value else ""
-    return "" if value is None else str(value)

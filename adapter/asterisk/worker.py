@@ -23,9 +23,17 @@ from typing import Any
 
 from panoramisk.message import Message
 
-from adapter.asterisk.ami import AmiError, AmiSession, ChannelGone, SessionClosed, first
+from adapter.asterisk.ami import AmiSession
 from adapter.asterisk.connection import tls_context
 from adapter.asterisk.leases import CallLeases, SecondWorkerError, open_leases
+from adapter.asterisk.messages import (
+    AmiError,
+    ChannelGone,
+    SessionClosed,
+    first,
+    raise_first_error,
+    redirect_action,
+)
 from adapter.asterisk.settings import WorkerSettings
 from adapter.asterisk.sharing import CallSharing, decision_key
 from adapter.asterisk.sip_channel import (
@@ -383,15 +391,15 @@ class AsteriskWorker(CallSharing):
         try:
             variables = await session.variables(uniqueid)
             names = [n for n in variables if n in _CONTEXT_VARIABLES or n.startswith("GA_IV_")]
-            values = await asyncio.gather(*(session.getvar(uniqueid, n) for n in names))
+            values = await session.getvars(uniqueid, names)
             # What an earlier hand-off's route set must not reach this one's route context.
             stale = [
                 name
                 for name, value in variables.items()
                 if name.startswith(_ROUTE_VARIABLE_PREFIXES) and value
             ]
-            for name in stale:
-                await session.setvar(uniqueid, name, "")
+            if stale:
+                raise_first_error(await session.setvars(uniqueid, dict.fromkeys(stale, "")))
         except ChannelGone:
             await self._ended(uniqueid, "gone before the hand-off")
             return
@@ -541,19 +549,22 @@ class AsteriskWorker(CallSharing):
                 _observe_action(*timed)
                 return
             if isinstance(step, Dial):
-                await session.setvar(uniqueid, "GA_TRANSFER_NUMBER", step.number)
-                await session.setvar(uniqueid, "GA_TRANSFER_ID", step.transfer_id)
+                dial = {"GA_TRANSFER_NUMBER": step.number, "GA_TRANSFER_ID": step.transfer_id}
+                raise_first_error(await session.setvars(uniqueid, dial))
                 await session.redirect(uniqueid, DIAL_CONTEXT)
                 _observe_action(*timed)
                 return
-            for name, value in route_variables(step).items():
-                try:
-                    await session.setvar(uniqueid, name, value)
-                except ChannelGone:
-                    raise
-                except AmiError as exc:  # one refused variable must not strand the caller
-                    log.warning("call %s: %s not set: %s", uniqueid, name, exc)
-            await session.redirect(uniqueid, ROUTE_CONTEXTS[step.kind])
+            # The variables and the Redirect in one write: Asterisk runs them in order.
+            variables = route_variables(step)
+            *answers, redirected = await session.setvars(
+                uniqueid, variables, then=redirect_action(uniqueid, ROUTE_CONTEXTS[step.kind])
+            )
+            for name, answer in zip(variables, answers, strict=True):
+                if isinstance(answer, ChannelGone):
+                    raise answer
+                if isinstance(answer, AmiError):  # one refused variable must not strand
+                    log.warning("call %s: %s not set: %s", uniqueid, name, answer)
+            raise_first_error([redirected])
             _observe_action(*timed)
             self.calls.discard(uniqueid)
         except ChannelGone:

@@ -65,7 +65,8 @@ def _api(settings: GenAgentSettings) -> Line:
 
 async def _asterisk(env: Mapping[str, str]) -> list[Line]:
     from adapter.asterisk import WorkerSettings
-    from adapter.asterisk.ami import AmiError, AmiSession
+    from adapter.asterisk.ami import AmiSession
+    from adapter.asterisk.messages import AmiError
     from adapter.asterisk.worker import REQUIRED_CONTEXTS
 
     ami = WorkerSettings.from_env(env).ami

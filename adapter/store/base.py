@@ -43,6 +43,9 @@ class Stored:
 class CallStore(ABC):
     """Call state shared by every worker process; values are small JSON objects."""
 
+    #: get() never waits on a lock or the network (an event loop may call it inline).
+    local_reads: bool = False
+
     @abstractmethod
     def get(self, call_id: str) -> Stored | None:
         """The call's record, or None if there is none."""

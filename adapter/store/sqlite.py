@@ -2,8 +2,11 @@
 
 WAL lets readers run alongside the single writer, and ``synchronous=NORMAL`` survives a
 process crash (only a power cut can lose the last commits) without an fsync per commit.
-Each thread opens its own connection on first use; a writer waits up to
-BUSY_TIMEOUT_SECONDS for the lock. Stored data is never logged nor put in an error
+Each thread opens its own connection on first use. Writers queue on a WriteLock (see
+write_lock.py) rather than in SQLite's sleeping busy handler; a writer still waits at most
+BUSY_TIMEOUT_SECONDS for SQLite's own lock. Each write is one statement in autocommit:
+one write per webhook. WAL checkpoints, and their fsync, run on a thread of their own
+(checkpoints.py), not in a webhook's commit. Stored data is never logged nor put in an error
 message: it holds caller variables and phone numbers.
 """
 
@@ -20,7 +23,9 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 from adapter.store.base import CallStore, StaleWriteError, Stored, StoreError, StoreUnavailableError
+from adapter.store.checkpoints import BACKSTOP_PAGES, Checkpointer
 from adapter.store.codec import check_id, decode, encode
+from adapter.store.write_lock import WriteLock
 
 MEMORY = ":memory:"
 BUSY_TIMEOUT_SECONDS = 5.0
@@ -53,6 +58,10 @@ class SQLiteCallStore(CallStore):
         # A :memory: database lives and dies with its connection: one, shared under a lock.
         self._shared: sqlite3.Connection | None = None
         self._shared_lock = threading.Lock()
+        self._write_lock = WriteLock(None if self._memory else self.path)
+        # WAL: a reader never waits for a writer (``:memory:`` shares one locked connection).
+        self.local_reads = not self._memory
+        self._checkpoints = None if self._memory else Checkpointer(self.path)
         try:
             if self._memory:
                 self._shared = self._connect()
@@ -83,7 +92,7 @@ class SQLiteCallStore(CallStore):
         check_id(call_id)
         text = encode(data)
         now = time.time()
-        with self._use() as conn:
+        with self._writing() as conn:
             inserted = conn.execute(
                 "INSERT INTO calls (call_id, version, active, updated_at, data)"
                 " VALUES (?, 1, ?, ?, ?) ON CONFLICT (call_id) DO NOTHING",
@@ -99,30 +108,21 @@ class SQLiteCallStore(CallStore):
         check_id(call_id)
         text = encode(data)
         now = time.time()
-        with self._use() as conn:
-            # The version check is in the UPDATE itself; the transaction only makes the
-            # follow-up read report the version that actually won.
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                updated = (
-                    conn.execute(
-                        "UPDATE calls SET version = version + 1, active = ?, updated_at = ?,"
-                        " data = ? WHERE call_id = ? AND version = ?",
-                        (int(active), now, text, call_id, expected_version),
-                    ).rowcount
-                    == 1
-                )
-                current = None
-                if not updated:
-                    current = conn.execute(
-                        "SELECT version FROM calls WHERE call_id = ?", (call_id,)
-                    ).fetchone()
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    with suppress(sqlite3.Error):
-                        conn.execute("ROLLBACK")
-                raise
+        with self._writing() as conn:
+            # The version check is in the UPDATE itself: one statement, atomic.
+            updated = (
+                conn.execute(
+                    "UPDATE calls SET version = version + 1, active = ?, updated_at = ?,"
+                    " data = ? WHERE call_id = ? AND version = ?",
+                    (int(active), now, text, call_id, expected_version),
+                ).rowcount
+                == 1
+            )
+            current = None
+            if not updated:  # for the message only: the version some other writer left
+                current = conn.execute(
+                    "SELECT version FROM calls WHERE call_id = ?", (call_id,)
+                ).fetchone()
         if not updated:
             if current is None:
                 raise StaleWriteError(f"call {call_id!r} does not exist")
@@ -162,7 +162,7 @@ class SQLiteCallStore(CallStore):
                 f"older_than_seconds must be a finite number >= 0, got {older_than_seconds}"
             )
         cutoff = time.time() - older_than_seconds
-        with self._use() as conn:
+        with self._writing() as conn:
             deleted: int = conn.execute(
                 "DELETE FROM calls WHERE updated_at < ?", (cutoff,)
             ).rowcount
@@ -175,6 +175,9 @@ class SQLiteCallStore(CallStore):
             self._closed = True
             connections = [conn for _, conn in self._registry]
             self._registry.clear()
+        self._write_lock.close()
+        if self._checkpoints is not None:
+            self._checkpoints.stop()
         if self._shared is not None:
             with self._shared_lock:
                 self._shared.close()
@@ -220,6 +223,7 @@ class SQLiteCallStore(CallStore):
         )
         try:
             conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
         except BaseException:
             conn.close()
             raise
@@ -275,6 +279,14 @@ class SQLiteCallStore(CallStore):
             raise StoreUnavailableError(f"call store at {self.path}: {exc}") from exc
         except sqlite3.Error as exc:
             raise StoreError(f"call store at {self.path}: {exc}") from exc
+
+    @contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection for a write, the process's other writers held off."""
+        if self._checkpoints is not None:
+            self._checkpoints.ensure_running()
+        with self._write_lock.held(), self._use() as conn:
+            yield conn
 
 
 def _create_schema(conn: sqlite3.Connection) -> None:

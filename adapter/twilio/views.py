@@ -34,6 +34,7 @@ twilio = Blueprint("twilio", __name__, url_prefix="/twilio")
 # Twilio names each webhook request; a retried request carries the same token.
 IDEMPOTENCY_HEADER = "I-Twilio-Idempotency-Token"
 _TOKEN_LIMIT = 128
+_NO_ARGS: MultiDict[str, str] = MultiDict()
 # Parent-call statuses meaning the caller is gone.
 _CALLER_GONE = {"completed", "canceled", "busy", "failed", "no-answer"}
 _DIAL_FAILURES = {
@@ -78,7 +79,6 @@ def _check_request() -> None:
     chunked = request.content_length is None
     if chunked and len(body) >= MAX_BODY_BYTES and request.environ["wsgi.input"].read(1):
         abort(413)  # a chunked body is cut at the cap: one byte more means it was longer
-    path = safe_id(request.path)
     checker = front().signatures
     if not checker.is_valid(request):
         url = mask_url(checker.public_url(request))
@@ -93,10 +93,12 @@ def _check_request() -> None:
         abort(403)
     call_sid = request.form.get("CallSid", "")
     if not is_call_sid(call_sid):
-        log.warning("rejected a request to %s: malformed CallSid %r", path, safe_id(call_sid, 40))
+        path, sid = safe_id(request.path), safe_id(call_sid, 40)
+        log.warning("rejected a request to %s: malformed CallSid %r", path, sid)
         abort(400, "CallSid must be CA followed by 32 hex digits")
     expected = front().settings.account_sid
     if expected is not None and request.form.get("AccountSid") != expected:
+        path = safe_id(request.path)
         log.warning("rejected call %s to %s: AccountSid is not TWILIO_ACCOUNT_SID", call_sid, path)
         abort(403)
 
@@ -142,9 +144,8 @@ def voice() -> Response:
         to_country = form.get("ToCountry", "").upper()
         country = to_country if to_country in ISO_3166_ALPHA2 else settings.country
     token = request.headers.get(IDEMPOTENCY_HEADER)
-    variables = {
-        key[3:]: value for key, value in request.args.items() if key.startswith("iv_") and key[3:]
-    }
+    args = request.args if request.query_string else _NO_ARGS  # most webhooks have no query
+    variables = {key[3:]: value for key, value in args.items() if key.startswith("iv_") and key[3:]}
     for param, name in settings.caller_fields:
         if form.get(param):
             variables[name] = form[param]
@@ -154,9 +155,9 @@ def voice() -> Response:
         log.warning("call %s: unknown mode= ignored", safe_id(call_sid))
     call = CallStart(
         call_id=call_sid,
-        conversation_id=request.args.get("conversation") or None,
+        conversation_id=args.get("conversation") or None,
         country=country,
-        task_name=request.args.get("task") or settings.task_name,
+        task_name=args.get("task") or settings.task_name,
         input_variables=variables,
         token=token[:_TOKEN_LIMIT] if token else None,
         mode=mode,

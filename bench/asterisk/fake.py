@@ -1,10 +1,13 @@
 """The fake Asterisk of bench/asterisk_worker.py, in its own process and event loop.
 
     python -m bench.asterisk.fake --ami-port P --control-port C --sandbox URL
+        [--load recorded|lean] [--unfiltered]
 
 Runs ``tests.fake_ami.server.FakeAsterisk`` (the shipped dialplan, the least-privilege
 ``genagent-adapter`` user of asterisk_conf/manager_genagent.conf with the secret
-``worker-secret``) on 127.0.0.1:P, and a control channel on 127.0.0.1:C: one JSON object
+``worker-secret``) on 127.0.0.1:P, shaping calls as ``bench/asterisk_load.py`` says
+(by default the recordings' call, about 50 events, and the shipped event filter), and a
+control channel on 127.0.0.1:C: one JSON object
 per line in, one JSON object per line out.
 
 - ``{"cmd": "status"}``: logins, resyncs (CoreShowChannels seen), live channels.
@@ -14,7 +17,8 @@ per line in, one JSON object per line out.
   hand-off, completed on the sandbox (AGENT), then ``DialOutcome("ANSWER", talk=T)``; a
   caller Redirected into a route context hangs up A seconds later. The answer comes once
   every caller has hung up (or after S seconds): per-call timestamps, the peaks of calls
-  in flight and in the dial, and this process's event-loop lag.
+  in flight and in the dial, the events per call (emitted, and written to a session after
+  privileges and filters), and this process's event-loop lag.
 - ``{"cmd": "quit"}``.
 
 Timestamps are ``time.monotonic()``: a UserEvent's when the fake writes it to the
@@ -40,7 +44,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from tests.fake_ami.codec import Header, Message
+from bench.asterisk_load import LOADS, EventCount, Load
+from tests.fake_ami.codec import Header, Message, encode
 from tests.fake_ami.model import Channel
 from tests.fake_ami.pbx import Caller, DialOutcome
 from tests.fake_ami.server import FakeAsterisk, Session
@@ -183,8 +188,11 @@ class SandboxHttp:
 class BenchAsterisk(FakeAsterisk):
     """FakeAsterisk plus per-call timestamps, the wave driver, and indexed look-ups."""
 
-    def __init__(self, sandbox_url: str) -> None:
+    def __init__(self, sandbox_url: str, load: Load) -> None:
         super().__init__(dial_handler=self._play_agent)
+        self.load = load
+        load.apply(self)
+        self.event_count = EventCount()
         self.http = SandboxHttp(sandbox_url)
         self.tracks: dict[str, CallTrack] = {}  # by Uniqueid and by lower-case name
         self.callers: dict[str, Caller] = {}  # by Uniqueid, callers of the current wave
@@ -305,9 +313,10 @@ class BenchAsterisk(FakeAsterisk):
             elif key == "UserEvent":
                 user_event = value
         now = time.monotonic()
+        raw = encode(headers)
+        self.event_count.emitted += 1
         for session in self.sessions:
-            if session.wants(privilege):
-                session.send(headers)
+            self.event_count.delivered += session.send_event(privilege, raw)
         track = self.tracks.get(uniqueid) if uniqueid else None
         if track is None:
             return
@@ -365,6 +374,7 @@ class BenchAsterisk(FakeAsterisk):
         self.actions.clear()
         self.events.clear()
         self.in_flight = self.in_dial = self.peak_in_flight = self.peak_in_dial = 0
+        self.event_count.reset()
         # A full collection of this process's objects stalls its loop for tens of ms,
         # which would be charged to the worker: collect now, not during the wave.
         gc.collect()
@@ -395,6 +405,7 @@ class BenchAsterisk(FakeAsterisk):
             "peak_in_flight": self.peak_in_flight,
             "peak_in_dial": self.peak_in_dial,
             "unfinished": len(unfinished),
+            "events_per_call": self.event_count.per_call(len(tracks)),
             "lag_ms": {
                 "p50": 1000 * lags[len(lags) // 2] if lags else 0.0,
                 "p99": 1000 * lags[min(len(lags) - 1, int(len(lags) * 0.99))] if lags else 0.0,
@@ -414,6 +425,7 @@ class BenchAsterisk(FakeAsterisk):
                 {"GA_TASK": "call_routing", "GA_IV_accountNumber": f"{index:06d}"},
                 endpoint="bench",
                 caller_id=(f"1555{index:07d}", "Bench Caller"),
+                local=self.load.local,
             )
             track = CallTrack(index, caller.uniqueid, caller.name)
             tracks.append(track)
@@ -443,7 +455,7 @@ class BenchAsterisk(FakeAsterisk):
 
 
 async def serve(args: argparse.Namespace) -> None:
-    fake = BenchAsterisk(args.sandbox)
+    fake = BenchAsterisk(args.sandbox, Load(args.load, filtered=not args.unfiltered))
     fake.port = args.ami_port
     await fake.start()
     lag = asyncio.get_running_loop().create_task(fake.watch_lag())
@@ -486,6 +498,10 @@ def main() -> None:
     parser.add_argument("--ami-port", type=int, required=True)
     parser.add_argument("--control-port", type=int, required=True)
     parser.add_argument("--sandbox", required=True, help="the sandbox's base URL")
+    parser.add_argument("--load", choices=LOADS, default="recorded", help="calls' event stream")
+    parser.add_argument(
+        "--unfiltered", action="store_true", help="the worker's user without eventfilter"
+    )
     asyncio.run(serve(parser.parse_args()))
 
 

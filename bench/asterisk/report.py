@@ -222,6 +222,8 @@ def report(
         f"--window {args.window:g}"
         + (f" --workers {args.workers}" if shared else "")
         + (f" --store {args.store}" if args.store != "sqlite" else "")
+        + f" --load {args.load}"
+        + (" --unfiltered" if args.unfiltered else "")
         + "`.",
         "",
         f"- {'Workers' if shared else 'Worker'}: "

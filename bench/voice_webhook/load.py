@@ -15,6 +15,12 @@ from pathlib import Path
 
 import httpx
 
+from bench.voice_webhook.dial_results import (
+    AGENT_MARKER_TEMPLATE,
+    DialResultPrep,
+    call_sid,
+    write_signed_dial_results,
+)
 from bench.voice_webhook.processes import (
     CLOCK_TICKS,
     HOST,
@@ -71,7 +77,13 @@ class WrkResult:
 
 
 def run_wrk(
-    server: Server, requests_file: Path, *, duration: int, connections: int, threads: int
+    server: Server,
+    requests_file: Path,
+    *,
+    duration: int,
+    connections: int,
+    threads: int,
+    marker: str = NUMBER_MARKER,
 ) -> tuple[WrkResult, str]:
     url = f"{server.base_url}{VOICE_PATH}"
     cmd = [
@@ -92,7 +104,7 @@ def run_wrk(
         str(requests_file),
         str(threads),
         f"{HOST}:{server.port}",
-        NUMBER_MARKER,
+        marker,
     ]
     proc = subprocess.Popen(
         cmd,
@@ -166,6 +178,8 @@ class Bench:
     run_tag: str = field(default_factory=lambda: secrets.token_hex(4))
     phase_no: int = 0
     history: list[Phase] = field(default_factory=list)  # every phase, warm-ups included
+    dial_results: DialResultPrep | None = None  # set: the dial-result path is loaded
+    agent_destination: str = ""
     http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=30.0))
 
     def others_pct_over(self, seconds: float) -> float:
@@ -212,8 +226,18 @@ class Bench:
         url = f"{server.base_url}{VOICE_PATH}"
         count = math.ceil(duration * self.args.max_rate)
         requests_file = self.tmp / f"requests-{self.phase_no}.txt"
-        write_signed_requests(requests_file, url, count, f"{self.run_tag}{self.phase_no:02x}")
+        tag = f"{self.run_tag}{self.phase_no:02x}"
         self.sandbox_reset()
+        marker = NUMBER_MARKER
+        if self.dial_results is None:
+            write_signed_requests(requests_file, url, count, tag)
+        else:
+            marker = AGENT_MARKER_TEMPLATE.format(self.agent_destination)
+            templates = self.dial_results.templates(self.apps["adapter"].base_url, tag)
+            sids = [call_sid(tag, index) for index in range(count)]
+            if name == "adapter":
+                self.dial_results.copy_records(templates, sids)
+            write_signed_dial_results(requests_file, server.base_url, sids, templates)
         self.wait_for_quiet()
         app_pids, sandbox_pids = server.workers(), self.sandbox.workers()
         ours = self.our_pids()
@@ -229,6 +253,7 @@ class Bench:
                 duration=duration,
                 connections=self.args.connections,
                 threads=self.args.wrk_threads,
+                marker=marker,
             )
         finally:
             requests_file.unlink(missing_ok=True)

@@ -11,6 +11,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from adapter.store import StoreOptions
+from bench.voice_webhook.dial_results import DialResultPrep
 from bench.voice_webhook.load import POOL_SIZE, Bench, Phase
 from bench.voice_webhook.processes import (
     REPO,
@@ -27,8 +29,10 @@ from bench.voice_webhook.stores import fsync_probe, inspect_redis, inspect_store
 from bench.voice_webhook.webhooks import AUTH_TOKEN
 
 RESULTS_FILES = {
-    "sqlite": REPO / "bench" / "results" / "twilio_webhook.md",
-    "redis": REPO / "bench" / "results" / "twilio_webhook_redis.md",
+    ("voice", "sqlite"): REPO / "bench" / "results" / "twilio_webhook.md",
+    ("voice", "redis"): REPO / "bench" / "results" / "twilio_webhook_redis.md",
+    ("dial-result", "sqlite"): REPO / "bench" / "results" / "twilio_dial_result.md",
+    ("dial-result", "redis"): REPO / "bench" / "results" / "twilio_dial_result_redis.md",
 }
 GA_API_ID = "bench-api-id"
 GA_API_SECRET = "bench-api-secret"
@@ -73,6 +77,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default="sqlite",
         help="the adapter's store: SQLite in a temporary file, or a private redis-server (sqlite)",
     )
+    add(
+        "--path",
+        choices=("voice", "dial-result"),
+        default="voice",
+        help="the webhook loaded: the hand-off (voice), or the <Dial> action after"
+        " GenerativeAgent hung up with an AGENT context (dial-result) (voice)",
+    )
     add("--results", type=Path, help="where to write the Markdown (bench/results/...)")
     add("--keep", action="store_true", help="keep the temporary directory (logs, store)")
     args = parser.parse_args(argv)
@@ -83,7 +94,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.expire_seconds <= 10:
         # The adapter's policy: 5 s of margin plus 5 s of ringing at least, or a new transfer.
         parser.error("--expire-seconds must be above 10, or the adapter never dials")
-    args.results = args.results or RESULTS_FILES[args.store]
+    args.results = args.results or RESULTS_FILES[args.path, args.store]
     return args
 
 
@@ -141,6 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "GA_API_BASE_URL": sandbox.base_url,
             "GA_API_ID": GA_API_ID,
             "GA_API_SECRET": GA_API_SECRET,
+            "AGENT_DESTINATION": AGENT_DESTINATION,
         }
         apps = {
             "baseline": start_gunicorn(
@@ -161,7 +173,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                         **common,
                         "GA_API_MAX_RPS": "10000",
                         **store_env,
-                        "AGENT_DESTINATION": AGENT_DESTINATION,
                         "PROXY_HOPS": "0",
                         "LOG_LEVEL": "WARNING",
                     }
@@ -171,7 +182,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         for server in (sandbox, *apps.values()):
             wait_ready(server)
-        bench = Bench(args, tmp, sandbox, apps)
+        bench = Bench(args, tmp, sandbox, apps, agent_destination=AGENT_DESTINATION)
+        if args.path == "dial-result":
+            options = StoreOptions(key_prefix=store_env.get("STORE_KEY_PREFIX", "genagent:"))
+            bench.dial_results = DialResultPrep(
+                bench.http, sandbox.base_url, store_env["STORE_URL"], options
+            )
         if store_server is not None:
             bench.store_pids = [store_server.proc.pid]
         print(

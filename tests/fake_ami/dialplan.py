@@ -154,19 +154,25 @@ def parse_extensions(text: str, source: str = "<text>") -> ConfFile:
     return conf
 
 
-def parse_manager(text: str, source: str = "<text>") -> dict[str, dict[str, str]]:
-    """Parse manager.conf-style text: ``{section: {key: value}}`` (last value wins)."""
-    sections: dict[str, dict[str, str]] = {}
-    current: dict[str, str] | None = None
+def manager_entries(text: str, source: str = "<text>") -> dict[str, list[tuple[str, str]]]:
+    """Parse manager.conf-style text: ``{section: [(key, value), ...]}`` in file order
+    (keys lower-cased; a key such as ``eventfilter`` may repeat)."""
+    sections: dict[str, list[tuple[str, str]]] = {}
+    current: list[tuple[str, str]] | None = None
     for number, line in _lines(text, source):
         if match := _SECTION.match(line):
-            current = sections.setdefault(match.group(1), {})
+            current = sections.setdefault(match.group(1), [])
             continue
         key, equals, value = line.partition("=")
         if current is None or not equals:
             raise ConfError(f"{source}:{number}: expected 'key = value' in a section: {line!r}")
-        current[key.strip().lower()] = value.strip()
+        current.append((key.strip().lower(), value.strip()))
     return sections
+
+
+def parse_manager(text: str, source: str = "<text>") -> dict[str, dict[str, str]]:
+    """Parse manager.conf-style text: ``{section: {key: value}}`` (last value wins)."""
+    return {name: dict(entries) for name, entries in manager_entries(text, source).items()}
 
 
 class Dialplan:

@@ -195,3 +195,35 @@ def status_item(chan: Channel, variables: list[Header], action_id: str) -> list[
         *[("Variable", f"{name}={value}") for name, value in variables],
         *([("ActionID", action_id)] if action_id else []),
     ]
+
+
+# Events a real Asterisk also sends to a user with the call class, though the worker never
+# acts on them (trace-2, trace-11): what makes a call cost about 48 events there.
+
+
+def identity_events(chan: Channel) -> list[list[Header]]:
+    """NewCallerid and NewConnectedLine, as Asterisk sends them for a new channel."""
+    presentation = ("CID-CallingPres", "0 (Presentation Allowed, Not Screened)")
+    return [
+        channel_event("NewCallerid", chan, presentation),
+        channel_event("NewConnectedLine", chan),
+    ]
+
+
+def device_state(chan: Channel, state: str) -> list[Header]:
+    """DeviceStateChange of the channel's device (its name without ``-suffix;N``)."""
+    device = chan.name.rpartition("-")[0] or chan.name
+    return event("DeviceStateChange", "call,all", ("Device", device), ("State", state))
+
+
+def local_bridge(one: Channel, two: Channel) -> list[Header]:
+    """LocalBridge: the ``;1`` and ``;2`` halves of a new Local channel."""
+    return event(
+        "LocalBridge",
+        "call,all",
+        [(f"LocalOne{key}", value) for key, value in one.snapshot()],
+        [(f"LocalTwo{key}", value) for key, value in two.snapshot()],
+        ("Context", two.context),
+        ("Exten", two.exten),
+        ("LocalOptimization", "Yes"),
+    )

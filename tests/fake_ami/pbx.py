@@ -3,9 +3,10 @@
 
 No sockets here: every event goes to the ``emit`` callback the AMI server gives, in the
 order and with the headers the recorded Asterisk sends to a least-privilege user (call,
-user and system classes). Not emitted: dialplan-class events (Newexten, VarSet),
-DeviceStateChange, NewCallerid/NewConnectedLine, LocalBridge. Route contexts are not run:
-a channel Redirected into one stays at the step it was sent to.
+user and system classes), DeviceStateChange, NewCallerid/NewConnectedLine and LocalBridge
+included: about 50 events for a Local caller whose Local dial is answered. Not emitted:
+dialplan-class events (Newexten, VarSet), which that user does not read. Route contexts
+are not run: a channel Redirected into one stays at the step it was sent to.
 """
 
 from __future__ import annotations
@@ -33,8 +34,11 @@ from tests.fake_ami.model import (
     Numbering,
     bridge_event,
     channel_event,
+    device_state,
     dial_event,
     hangup_event,
+    identity_events,
+    local_bridge,
     user_event,
 )
 
@@ -117,6 +121,7 @@ class Caller:
         self.dial: _Dial | None = None
         self.gone = False
         self.invites: list[sip.SipInvite] = []  # what each SIP dial sent GenerativeAgent
+        self.partner: Channel | None = None  # the ``;1`` half of a Local caller
 
     @property
     def name(self) -> str:
@@ -227,27 +232,49 @@ class Pbx:
         *,
         endpoint: str = "caller",
         caller_id: tuple[str, str] = ("15551230001", "Test Caller"),
+        local: bool = False,
     ) -> Caller:
-        """A PJSIP caller answered in the test IVR, with these channel variables."""
-        uniqueid = self.numbering.uniqueid()
+        """A PJSIP caller answered in the test IVR, with these channel variables; with
+        ``local``, the ``;2`` half of ``Local/<endpoint>@caller-sim`` (as recorded)."""
         num, name = caller_id
-        channel = Channel(
-            name=f"PJSIP/{endpoint}-{self.numbering.suffix()}",
-            uniqueid=uniqueid,
-            linkedid=uniqueid,
-            tech="PJSIP",
-            caller_num=num,
-            caller_name=name,
-            connected_num=num,
-            connected_name=name,
-            context=IVR,
-            exten="s",
-            state=RING,
-        )
-        caller = self.adopt(channel)
-        channel.state = UP
+        suffix = self.numbering.suffix()
+        names = [f"Local/{endpoint}@caller-sim-{suffix};{half}" for half in (1, 2)]
+        channels = [
+            Channel(
+                name=channel_name,
+                uniqueid=self.numbering.uniqueid(),
+                linkedid="",
+                tech="Local" if local else "PJSIP",
+                caller_num=num,
+                caller_name=name,
+                connected_num=num,
+                connected_name=name,
+                context=IVR,
+                exten="s",
+                state=RING,
+            )
+            for channel_name in (names if local else [f"PJSIP/{endpoint}-{suffix}"])
+        ]
+        for channel in channels:
+            channel.linkedid = channels[0].uniqueid
+        channel = channels[-1]
+        caller = Caller(self, channel)
+        caller.partner = channels[0] if local else None
+        self.callers.append(caller)
+        self.channels.extend(channels)
+        for each in channels:
+            self._emit(channel_event("Newchannel", each))
+        for each in channels:
+            for headers in identity_events(each):
+                self._emit(headers)
+        if local:
+            self._emit(local_bridge(*channels))
         channel.move(IVR, "s", 1, "Answer")
-        self._emit(channel_event("Newstate", channel))
+        for each in reversed(channels):
+            each.state = UP
+            self._emit(channel_event("Newstate", each))
+        for each in channels:
+            self._emit(device_state(each, "INUSE"))
         for key, value in (variables or {}).items():
             channel.set_var(key, value)
         return caller
@@ -436,9 +463,17 @@ class Pbx:
 
         async def bury() -> None:
             await asyncio.sleep(self.config.teardown_delay)
+            partner = caller.partner
+            if partner is not None and partner in self.channels:
+                self._emit(channel_event("HangupRequest", partner, ("Cause", str(cause))))
+                self._emit(hangup_event(partner, cause))
+                self._remove(partner)
             self._emit(hangup_event(channel, cause))
             self._remove(channel)
             caller.gone = True
+            for each in (partner, channel):
+                if each is not None:
+                    self._emit(device_state(each, "NOT_INUSE"))
 
         return self._spawn(bury())
 
@@ -533,6 +568,11 @@ class Pbx:
         self.channels.extend(legs)
         for leg in legs:
             self._emit(channel_event("Newchannel", leg))
+        for leg in legs:
+            for headers in identity_events(leg):
+                self._emit(headers)
+        if len(legs) == 2:
+            self._emit(local_bridge(*legs))
         if outcome.status == "CHANUNAVAIL":
             # No DialBegin/DialEnd at all: the dialed channel appears and vanishes.
             self._hang_up_legs(dial, 0, 0)
@@ -550,6 +590,7 @@ class Pbx:
         near.state = RINGING
         dial.phase = "ringing"
         self._emit(channel_event("Newstate", near))
+        self._emit(device_state(near, "INUSE" if far is not near else "RINGING"))
         self._emit(dial_event("DialState", channel, near, ("DialStatus", "RINGING")))
         if outcome.status == "NOANSWER":
             await asyncio.sleep(seconds)
@@ -560,10 +601,12 @@ class Pbx:
         for leg in reversed(legs):
             leg.state = UP
             self._emit(channel_event("Newstate", leg))
+        self._emit(device_state(near, "INUSE"))
         channel.set_var("DIALSTATUS", "ANSWER")
         self._emit(dial_event("DialEnd", channel, near, ("DialStatus", "ANSWER")))
         bridge = dial.bridge = Bridge()
         self._emit(bridge_event("BridgeCreate", bridge))
+        self._emit(device_state(near, "INUSE"))
         for member in (near, channel):
             bridge.members += 1
             member.bridge_id = bridge.uniqueid
@@ -572,6 +615,8 @@ class Pbx:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(dial.agent_gone.wait(), outcome.talk)
         # GenerativeAgent hangs up: its leg goes, the caller's leg continues (option g).
+        if far is not near:
+            self._emit(channel_event("SoftHangupRequest", far, ("Cause", "16")))
         self._emit(channel_event("HangupRequest", near, ("Cause", "16")))
         self._end_dial(dial, channel, agent_first=True)
         return self._returned(caller, "ANSWER", context)
@@ -607,6 +652,7 @@ class Pbx:
             if leg in self.channels:
                 self._emit(hangup_event(leg, cause))
                 self._remove(leg)
+                self._emit(device_state(leg, "NOT_INUSE"))
 
     def _returned(self, caller: Caller, status: str, context: str = DIAL) -> None:
         """After the Dial: the GenerativeAgentReturned UserEvent, then the return hold

@@ -25,8 +25,9 @@ from tests.fake_ami.dialplan import (
     ROUTES_CONF,
     SIP_CONF,
     Dialplan,
-    parse_manager,
+    manager_entries,
 )
+from tests.fake_ami.filters import NO_FILTERS, EventFilters
 from tests.fake_ami.model import Numbering, core_show_channel, event, status_item
 from tests.fake_ami.pbx import (
     ANSWER_THEN_WAIT,
@@ -76,19 +77,31 @@ def privileges(spec: str) -> frozenset[str]:
 
 @dataclass(frozen=True, slots=True)
 class Account:
-    """A manager.conf user: its secret and its read/write privilege classes."""
+    """A manager.conf user: its secret, its read/write privilege classes, its
+    ``eventfilter`` lines."""
 
     secret: str
     read: frozenset[str] = ALL_CLASSES
     write: frozenset[str] = ALL_CLASSES
+    filters: EventFilters = NO_FILTERS
+
+    def unfiltered(self) -> Account:
+        """The same user without its event filters (an admin who left them out)."""
+        return Account(self.secret, self.read, self.write)
 
 
 def default_accounts() -> dict[str, Account]:
     """``adapter``/``secret`` with every privilege (as in the recordings), and the
-    least-privilege ``genagent-adapter`` of asterisk_conf/manager_genagent.conf, with the
-    secret ``worker-secret``."""
-    user = parse_manager(MANAGER_CONF.read_text())["genagent-adapter"]
-    least = Account("worker-secret", privileges(user["read"]), privileges(user["write"]))
+    least-privilege ``genagent-adapter`` of asterisk_conf/manager_genagent.conf (its
+    privileges and event filters), with the secret ``worker-secret``."""
+    entries = manager_entries(MANAGER_CONF.read_text())["genagent-adapter"]
+    user = dict(entries)
+    least = Account(
+        "worker-secret",
+        privileges(user["read"]),
+        privileges(user["write"]),
+        EventFilters.parse(value for key, value in entries if key == "eventfilter"),
+    )
     return {"adapter": Account("secret"), "genagent-adapter": least}
 
 
@@ -121,10 +134,23 @@ class Session:
             self.writer.write(encode(headers))
 
     def wants(self, privilege: str) -> bool:
-        """Whether an event of this ``Privilege`` (e.g. ``call,all``) reaches this client."""
+        """Whether an event of this ``Privilege`` (e.g. ``call,all``) reaches this client,
+        its user's event filters aside."""
         if self.account is None or not self.events:
             return False
         return privilege.split(",")[0].lower() in self.account.read
+
+    def send_event(self, privilege: str, raw: bytes) -> bool:
+        """Send an event's bytes if its class and the user's filters let it through."""
+        if not self.wants(privilege):
+            return False
+        assert self.account is not None
+        filters = self.account.filters
+        if filters and not filters.allows(raw.decode()):
+            return False
+        if not self.writer.is_closing():
+            self.writer.write(raw)
+        return True
 
 
 class FakeAsterisk:
@@ -256,9 +282,11 @@ class FakeAsterisk:
         *,
         endpoint: str = "caller",
         caller_id: tuple[str, str] = ("15551230001", "Test Caller"),
+        local: bool = False,
     ) -> Caller:
-        """A PJSIP caller (``PJSIP/<endpoint>-0000000N``) answered in the test IVR."""
-        return self.pbx.new_caller(variables, endpoint=endpoint, caller_id=caller_id)
+        """A PJSIP caller (``PJSIP/<endpoint>-0000000N``) answered in the test IVR; with
+        ``local``, the ``;2`` half of ``Local/<endpoint>@caller-sim-0000000N``."""
+        return self.pbx.new_caller(variables, endpoint=endpoint, caller_id=caller_id, local=local)
 
     def actions_named(self, name: str) -> list[ReceivedAction]:
         return [action for action in self.actions if action.name.lower() == name.lower()]
@@ -317,9 +345,9 @@ class FakeAsterisk:
         """Send an event to every client whose read privileges cover its class."""
         self.events.append(Message(tuple(headers)))
         privilege = dict(headers)["Privilege"]
+        raw = encode(headers)
         for session in self.sessions:
-            if session.wants(privilege):
-                session.send(headers)
+            session.send_event(privilege, raw)
 
     def _uptime(self) -> int:
         return int(time.monotonic() - self._started)
@@ -395,16 +423,15 @@ class FakeAsterisk:
         session.account = account
         session.events = message.get("Events", "on").lower() != "off"
         self._ack(session, message, "Authentication accepted")
-        if self._fully_booted and session.wants("system,all"):
-            session.send(
-                event(
-                    "FullyBooted",
-                    "system,all",
-                    ("Uptime", str(self._uptime())),
-                    ("LastReload", str(self._uptime())),
-                    ("Status", "Fully Booted"),
-                )
+        if self._fully_booted:
+            booted = event(
+                "FullyBooted",
+                "system,all",
+                ("Uptime", str(self._uptime())),
+                ("LastReload", str(self._uptime())),
+                ("Status", "Fully Booted"),
             )
+            session.send_event("system,all", encode(booted))
         local = session.writer.get_extra_info("sockname") or ("127.0.0.1", 0)
         remote = session.writer.get_extra_info("peername") or ("127.0.0.1", 0)
         now = time.strftime("%Y-%m-%dT%H:%M:%S.000+0000", time.gmtime())
