@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import re
 import time
 from collections.abc import Awaitable, Coroutine
 from typing import Any
@@ -24,6 +23,23 @@ from typing import Any
 from panoramisk.message import Message
 
 from adapter.asterisk.ami import AmiSession
+from adapter.asterisk.channel_vars import (
+    CONTEXT_VARIABLES,
+    DIAL_CONTEXT,
+    DIAL_CONTEXTS,
+    HANDOFF_COUNTER,
+    HANDOFF_EVENT,
+    HOLD_APPS,
+    INBOUND_CONTEXT,
+    REFERRED_CONTEXT,
+    REQUIRED_CONTEXTS,
+    RETURNED_EVENT,
+    ROUTE_CONTEXTS,
+    ROUTE_VARIABLE_PREFIXES,
+    attempt_of,
+    dial_result,
+    route_variables,
+)
 from adapter.asterisk.connection import tls_context
 from adapter.asterisk.leases import CallLeases, SecondWorkerError, open_leases
 from adapter.asterisk.messages import (
@@ -40,7 +56,6 @@ from adapter.asterisk.sip_channel import (
     INVITE_RETURN_EVENT,
     REFERRED_EVENT,
     SIP_CONTEXTS,
-    SIP_DIAL_CONTEXT,
     dial_uri_ok,
     read_invite_return,
     read_refer_to,
@@ -60,7 +75,6 @@ from adapter.flow import (
 )
 from adapter.flow.model import RouteKind
 from adapter.genagent import AsyncGenAgentClient
-from adapter.genagent.values import variable_value
 from adapter.observe.call_events import count_fallback
 from adapter.observe.metrics import AMI_EVENT_ACTION
 from adapter.store import CallStore, StoreError, open_store
@@ -68,81 +82,19 @@ from adapter.store.shared_limit import shared_limit_for
 
 log = logging.getLogger("adapter.asterisk")
 
-DIAL_CONTEXT = "genagent-dial"
-ROUTE_CONTEXTS = {
-    RouteKind.AGENT: "genagent-agent",
-    RouteKind.SYSTEM: "genagent-system",
-    RouteKind.FALLBACK: "genagent-fallback",
-}
-REQUIRED_CONTEXTS = ("genagent-handoff", DIAL_CONTEXT, *ROUTE_CONTEXTS.values())
-HANDOFF_EVENT = "GenerativeAgentTransfer"
-RETURNED_EVENT = "GenerativeAgentReturned"
-# Where a resynchronised channel is parked: on hold in one of our contexts.
-_HOLD_APPS = {"musiconhold", "wait"}
-_DIAL_RESULTS = {
-    "ANSWER": DialResult.AGENT_DISCONNECTED,
-    "NOANSWER": DialResult.NO_ANSWER,
-    "BUSY": DialResult.BUSY,
-    "CANCEL": DialResult.CALLER_HUNG_UP,
-}
-_VAR_NAME = re.compile(r"[^A-Za-z0-9_]")
-# What the IVR may set before the hand-off (besides GA_IV_<name>), and the dialplan's
-# count of hand-offs of the channel (it names each hand-off: the same count is a redelivery).
-HANDOFF_COUNTER = "GA_HANDOFF_SEQ"
-_CONTEXT_VARIABLES = (
-    "GA_TASK",
-    "GA_CONVERSATION_ID",
-    "GA_COUNTRY",
-    "GA_TRANSFER_MODE",
-    "GA_CUSTOMER_ID",
-    HANDOFF_COUNTER,
-)
-# Where the dialplan holds a caller after its dial ended, or after a REFER / INVITE return.
-_DIAL_CONTEXTS = (DIAL_CONTEXT, SIP_DIAL_CONTEXT)
-_REFERRED_CONTEXT, _INBOUND_CONTEXT = "genagent-sip-referred", "genagent-sip-inbound"
-# Route variables a hand-off's route sets; an earlier route's are cleared at a new hand-off.
-_ROUTE_VARIABLE_PREFIXES = ("GA_TV_", "GA_RV_")
+__all__ = [
+    "DIAL_CONTEXT",
+    "REQUIRED_CONTEXTS",
+    "ROUTE_CONTEXTS",
+    "AsteriskWorker",
+    "StartupError",
+    "dial_result",
+    "route_variables",
+]
 
 
 class StartupError(Exception):
     """The worker cannot run against this Asterisk (e.g. a context is missing)."""
-
-
-def dial_result(status: str) -> DialResult:
-    """DIALSTATUS as a flow result; CONGESTION, CHANUNAVAIL and the rest are failures."""
-    return _DIAL_RESULTS.get(status.strip().upper(), DialResult.FAILED)
-
-
-def route_variables(route: Route) -> dict[str, str]:
-    """The channel variables a route context receives (never raises on a value).
-
-    Names keep letters, digits and ``_`` (``.`` and ``-`` become ``_``); values are
-    passed exact, AmiSession.setvar fits them to the AMI line.
-    """
-    variables = {
-        "GA_TRANSFER_TYPE": _text(route.transfer_type),
-        "GA_CURRENT_TASK": _text(route.current_task_name),
-        "GA_TRANSFER_ID": _text(route.transfer_id),
-    }
-    if route.kind is RouteKind.FALLBACK:
-        variables["GA_FALLBACK_REASON"] = _text(route.reason)
-    for prefix, values in (
-        ("GA_TV_", route.transfer_variables),
-        ("GA_RV_", route.reference_variables),
-    ):
-        for name, value in values.items():
-            variables[prefix + _VAR_NAME.sub("_", _text(name))[:64]] = _text(value)
-    return variables
-
-
-def _text(value: object) -> str:
-    """A value a custom router may have left untyped, as text ('' if it cannot be)."""
-    if isinstance(value, str):
-        return value
-    try:
-        return variable_value(value)
-    except (ValueError, TypeError, RecursionError):
-        return ""
 
 
 class AsteriskWorker(CallSharing):
@@ -297,14 +249,14 @@ class AsteriskWorker(CallSharing):
             self._spawn(uniqueid, self._ended(uniqueid, "gone after a reconnect"))
         for uniqueid, channel in live.items():
             context = first(channel.get("Context"))
-            holding = first(channel.get("Application")).lower() in _HOLD_APPS
-            if context in _DIAL_CONTEXTS and holding and uniqueid in in_flight:
+            holding = first(channel.get("Application")).lower() in HOLD_APPS
+            if context in DIAL_CONTEXTS and holding and uniqueid in in_flight:
                 self.calls.add(uniqueid)
                 self._spawn(uniqueid, self._returned_while_away(uniqueid))
-            elif context == _REFERRED_CONTEXT and holding and uniqueid in in_flight:
+            elif context == REFERRED_CONTEXT and holding and uniqueid in in_flight:
                 self.calls.add(uniqueid)
                 self._spawn(uniqueid, self._referred(uniqueid))
-            elif context == _INBOUND_CONTEXT and holding:
+            elif context == INBOUND_CONTEXT and holding:
                 self._invite_returned(uniqueid)
             elif context == "genagent-handoff" and holding:
                 linkedid = first(channel.get("Linkedid")) or uniqueid
@@ -390,13 +342,13 @@ class AsteriskWorker(CallSharing):
         self.calls.add(uniqueid)
         try:
             variables = await session.variables(uniqueid)
-            names = [n for n in variables if n in _CONTEXT_VARIABLES or n.startswith("GA_IV_")]
+            names = [n for n in variables if n in CONTEXT_VARIABLES or n.startswith("GA_IV_")]
             values = await session.getvars(uniqueid, names)
             # What an earlier hand-off's route set must not reach this one's route context.
             stale = [
                 name
                 for name, value in variables.items()
-                if name.startswith(_ROUTE_VARIABLE_PREFIXES) and value
+                if name.startswith(ROUTE_VARIABLE_PREFIXES) and value
             ]
             if stale:
                 raise_first_error(await session.setvars(uniqueid, dict.fromkeys(stale, "")))
@@ -434,7 +386,7 @@ class AsteriskWorker(CallSharing):
 
     async def _after_dial(self, uniqueid: str, result: DialResult, transfer_id: str) -> Step:
         assert self.flow is not None
-        attempt = _attempt_of(transfer_id, uniqueid)
+        attempt = attempt_of(transfer_id, uniqueid)
         if attempt is None:  # the dialplan lost GA_TRANSFER_ID: the store knows the attempt
             record = await self.flow.load(uniqueid)
             if record is None or record.current is None:
@@ -600,7 +552,7 @@ class AsteriskWorker(CallSharing):
             await self._ended(uniqueid, "gone while its worker was down")
             return
         context = first(channel.get("Context"))
-        holding = first(channel.get("Application")).lower() in _HOLD_APPS
+        holding = first(channel.get("Application")).lower() in HOLD_APPS
         if context == DIAL_CONTEXT and holding:
             await self._returned_while_away(uniqueid)
         elif context == "genagent-handoff" and holding:
@@ -632,10 +584,3 @@ async def _or_fallback(uniqueid: str, decision: Awaitable[Step]) -> Step:
 def _observe_action(event: str, received: float | None) -> None:
     if event and received is not None:
         AMI_EVENT_ACTION.labels(event).observe(time.monotonic() - received)
-
-
-def _attempt_of(transfer_id: str, uniqueid: str) -> int | None:
-    prefix, _, number = transfer_id.rpartition("-")
-    if prefix == uniqueid and number.isdigit():
-        return int(number)
-    return None
