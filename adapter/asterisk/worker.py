@@ -17,7 +17,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Coroutine
 from typing import Any
 
 from panoramisk.message import Message
@@ -57,10 +57,9 @@ from adapter.asterisk.sip_channel import (
     REFERRED_EVENT,
     SIP_CONTEXTS,
     dial_uri_ok,
-    read_invite_return,
-    read_refer_to,
     send_to_sip_dial,
 )
+from adapter.asterisk.sip_events import SipReturnEvents, or_fallback
 from adapter.flow import (
     AsyncTransferFlow,
     CallStart,
@@ -97,7 +96,7 @@ class StartupError(Exception):
     """The worker cannot run against this Asterisk (e.g. a context is missing)."""
 
 
-class AsteriskWorker(CallSharing):
+class AsteriskWorker(CallSharing, SipReturnEvents):
     """Hands Asterisk callers to GenerativeAgent and routes them back."""
 
     def __init__(
@@ -374,7 +373,7 @@ class AsteriskWorker(CallSharing):
             mode=mode,
             customer_id=context.get("GA_CUSTOMER_ID") or None,
         )
-        step = await _or_fallback(uniqueid, self.flow.start(call))
+        step = await or_fallback(uniqueid, self.flow.start(call))
         await self._apply(uniqueid, step, ("handoff", received))
 
     async def _returned(
@@ -382,7 +381,7 @@ class AsteriskWorker(CallSharing):
     ) -> None:
         self.calls.add(uniqueid)
         step = self._after_dial(uniqueid, dial_result(status), transfer_id)
-        await self._apply(uniqueid, await _or_fallback(uniqueid, step), ("returned", received))
+        await self._apply(uniqueid, await or_fallback(uniqueid, step), ("returned", received))
 
     async def _after_dial(self, uniqueid: str, result: DialResult, transfer_id: str) -> Step:
         assert self.flow is not None
@@ -404,54 +403,6 @@ class AsteriskWorker(CallSharing):
             await self._ended(uniqueid, "gone after a reconnect")
             return
         await self._returned(uniqueid, status, transfer_id)
-
-    async def _referred(self, uniqueid: str, received: float | None = None) -> None:
-        """GenerativeAgent's REFER moved the caller into genagent-sip-referred."""
-        assert self.flow is not None
-        self.calls.add(uniqueid)
-        try:
-            refer_to = await read_refer_to(self._live_session(), uniqueid)
-        except ChannelGone:
-            await self._ended(uniqueid, "gone after a REFER")
-            return
-        step = await _or_fallback(uniqueid, self.flow.sip_refer(uniqueid, refer_to))
-        await self._apply(uniqueid, step, ("referred", received))
-
-    def _invite_returned(self, leg: str, received: float | None = None) -> None:
-        """GenerativeAgent called the return URI: a new channel, held in
-        genagent-sip-inbound. Its call is named by the Request-URI's transfer id; the
-        work runs in that call's turn, so it never races the caller's own events."""
-
-        async def work(call: tuple[str, int] | None, headers: tuple[tuple[str, str], ...]) -> None:
-            assert self.flow is not None
-            call_id, attempt = call if call is not None else (leg, None)
-            if call is not None:
-                # The caller's leg to GenerativeAgent now only carries the new leg's
-                # audio: when it ends, the dialplan hangs the caller up.
-                with contextlib.suppress(AmiError):
-                    await self._live_session().setvar(call_id, "GA_SIP_RETURN", "invite")
-            step = await _or_fallback(call_id, self.flow.sip_invite(call_id, attempt, headers))
-            if isinstance(step, Hangup):  # the call is over: nobody to route
-                step = Route(RouteKind.FALLBACK, reason="INVITE return of an ended call")
-            if isinstance(step, Route):
-                self.calls.discard(call_id)
-            await self._apply_to_leg(leg, step, received)
-
-        async def read_then_work() -> None:
-            try:
-                call, headers = await read_invite_return(self._live_session(), leg)
-            except ChannelGone:
-                return
-            if call is None:
-                log.warning("INVITE return %s names no transfer: routed on its own", leg)
-            self._spawn(call[0] if call else leg, work(call, headers))
-
-        self._spawn(leg, read_then_work())
-
-    async def _apply_to_leg(self, leg: str, step: Step, received: float | None) -> None:
-        """Carry a decision out on an INVITE-return leg (never recorded as a call)."""
-        await self._apply(leg, step, ("invite", received), leg=True)
-        self.calls.discard(leg)
 
     async def _ended(self, uniqueid: str, why: str) -> None:
         assert self.flow is not None
@@ -477,7 +428,7 @@ class AsteriskWorker(CallSharing):
             # The caller is on music on hold in genagent-dial: ask again (the poll itself
             # waits a poll interval first).
             poll = self.flow.context_poll(step.call_id or uniqueid, step.attempt)
-            step = await _or_fallback(uniqueid, poll)
+            step = await or_fallback(uniqueid, poll)
         if isinstance(step, Hangup):
             self.calls.discard(uniqueid)
             return
@@ -563,22 +514,6 @@ class AsteriskWorker(CallSharing):
                 await self._live_session().getvar(uniqueid, "GA_TRANSFER_ID")
             except ChannelGone:
                 await self._ended(uniqueid, "gone while its worker was down")
-
-
-async def _or_fallback(uniqueid: str, decision: Awaitable[Step]) -> Step:
-    """The flow's decision; if deciding fails (the store, a bug), the fallback at once
-    rather than a caller on hold until the dialplan's safety timeout."""
-    try:
-        return await decision
-    except Exception as exc:
-        reason = "store-error" if isinstance(exc, StoreError) else "internal-error"
-        log.exception(
-            "call %s: the flow failed; sending the caller to the fallback",
-            uniqueid,
-            extra={"call_id": uniqueid, "route": "fallback", "reason": reason},
-        )
-        count_fallback(reason)
-        return Route(RouteKind.FALLBACK, reason="internal error")
 
 
 def _observe_action(event: str, received: float | None) -> None:
