@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -230,13 +231,21 @@ class UnreachableStore(CallStore):
 
 
 def test_an_unreachable_store_at_a_dial_result_still_follows_the_agent(
-    sandbox: SandboxServer, client: GenAgentClient, store: CallStore
+    sandbox: SandboxServer,
+    client: GenAgentClient,
+    store: CallStore,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     dial = TransferFlow(client, store).start(CallStart("call-1", None, "US"))
     assert isinstance(dial, Dial)
     agent_talks(sandbox, dial, AGENT)
     degraded = TransferFlow(client, UnreachableStore())
-    route = degraded.dial_ended("call-1", 1, DialResult.AGENT_DISCONNECTED)
+    with caplog.at_level(logging.INFO, logger="adapter.calls"):
+        route = degraded.dial_ended("call-1", 1, DialResult.AGENT_DISCONNECTED)
+    # Nothing is saved, so the decision is logged where it is taken.
+    [line] = [r for r in caplog.records if r.name == "adapter.calls"]
+    assert line.getMessage() == "call call-1 routed: agent (degraded mode, nothing saved)"
+    assert getattr(line, "transfer_id", None) == "call-1-1"
     assert isinstance(route, Route)
     assert route.kind is RouteKind.AGENT
     # A transfer that never completed cannot be followed: the fallback, never an error.

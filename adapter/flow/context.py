@@ -34,6 +34,8 @@ from adapter.flow.routing import RouteContext, Router, decide, fallback, route_f
 from adapter.genagent import CallTransfer, Deadline, GenAgentError, TransferStatus
 
 log = logging.getLogger("adapter.flow")
+# Routing decisions: the logger of adapter/observe/call_events.py's routing lines.
+decisions = logging.getLogger("adapter.calls")
 
 
 class ContextReads(ABC):
@@ -92,7 +94,8 @@ class ContextReads(ABC):
     ) -> Generator[Effect, Any, Step]:
         """A dial result with no usable record (lost, or the store is unreachable): the
         transfer id is ``<call id>-<attempt>``, so GenerativeAgent's answer can still be
-        read and followed, AGENT and SYSTEM alike. Nothing is saved: degraded mode."""
+        read and followed, AGENT and SYSTEM alike. Nothing is saved: degraded mode, so the
+        decision is logged here (the observer of saved records never sees it)."""
         transfer_id = f"{call_id}-{attempt}"
         log.warning(
             "call %s: %s at a dial result; routing from transfer %s itself (degraded mode)",
@@ -100,6 +103,26 @@ class ContextReads(ABC):
             why,
             transfer_id,
         )
+        step = yield from self._follow_transfer(call_id, transfer_id, result, why)
+        kind = step.kind.value if isinstance(step, Route) else "hangup"
+        reason = step.reason if isinstance(step, Route) else "the caller hung up"
+        decisions.info(
+            "call %s routed: %s (degraded mode, nothing saved)",
+            call_id,
+            kind,
+            extra={
+                "call_id": call_id,
+                "attempt": attempt,
+                "transfer_id": transfer_id,
+                "route": kind,
+                "reason": reason,
+            },
+        )
+        return step
+
+    def _follow_transfer(
+        self, call_id: str, transfer_id: str, result: DialResult, why: str
+    ) -> Generator[Effect, Any, Step]:
         if result is DialResult.CALLER_HUNG_UP:
             return Hangup()
         if result is not DialResult.AGENT_DISCONNECTED:
