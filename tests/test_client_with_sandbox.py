@@ -263,7 +263,7 @@ def test_sandbox_rejections_surface_as_unprocessable(sandbox: SandboxServer) -> 
     # Bypass the client's own checks to see the server's: send a raw bad body.
     with GenAgentClient(settings_for(sandbox.url)) as client:
         response = client._http.post(  # the pooled client, with its auth
-            "/generativeagent/v1/call-transfers",
+            f"{sandbox.url}/generativeagent/v1/call-transfers",
             json={
                 "id": "x",
                 "externalConversationId": "c",

@@ -15,7 +15,7 @@ import random
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import httpx
 
@@ -41,6 +41,9 @@ from adapter.genagent.requests import TransferRequest
 from adapter.genagent.retry import Deadline, RetryPolicy, as_deadline
 from adapter.genagent.telemetry import attempt_finished, request_failed, status_of
 
+if TYPE_CHECKING:
+    from httpx._client import UseClientDefault
+
 log = logging.getLogger("adapter.genagent")
 
 DeadlineArg = Deadline | float | None
@@ -53,15 +56,25 @@ class _ClientBase:
         self.settings = settings
         self.policy = policy or RetryPolicy()
         self._rng: Callable[[], float] = random.random
+        # Built once: every request would otherwise parse and merge its URL again.
+        self._base = settings.base_url.rstrip("/")
+        self._collection_url = httpx.URL(self._base + COLLECTION_PATH)
 
     def _http_options(self) -> dict[str, Any]:
         return {
-            "base_url": self.settings.base_url,
             "auth": AsappAuth(self.settings.api_id, self.settings.api_secret),
             "headers": {"user-agent": USER_AGENT, "accept": "application/json"},
             "timeout": self.settings.attempt_timeout,
             "limits": httpx.Limits(max_connections=100, max_keepalive_connections=50),
         }
+
+    def _url(self, path: str) -> httpx.URL:
+        """The absolute URL of ``path`` under GA_API_BASE_URL (which may hold a prefix)."""
+        return self._collection_url if path == COLLECTION_PATH else httpx.URL(self._base + path)
+
+    def _timeout_arg(self, timeout: float) -> float | UseClientDefault:
+        """The client's own timeout object unless the deadline leaves less time."""
+        return httpx.USE_CLIENT_DEFAULT if timeout >= self.settings.attempt_timeout else timeout
 
     def _deadline(self, value: DeadlineArg) -> Deadline:
         return as_deadline(value, self.settings.deadline)
@@ -165,7 +178,9 @@ class GenAgentClient(_ClientBase):
             timeout = self._attempt_timeout(deadline)
             started = time.monotonic()
             try:
-                response = self._http.request(method, path, json=body, timeout=timeout)
+                response = self._http.request(
+                    method, self._url(path), json=body, timeout=self._timeout_arg(timeout)
+                )
                 self._answered(method, path, response, started)
                 return interpret(response)
             except httpx.HTTPError as exc:
@@ -239,7 +254,9 @@ class AsyncGenAgentClient(_ClientBase):
             try:
                 # The whole attempt is bounded here; httpx's timeout bounds each phase.
                 async with asyncio.timeout(timeout):
-                    response = await self._http.request(method, path, json=body, timeout=timeout)
+                    response = await self._http.request(
+                        method, self._url(path), json=body, timeout=self._timeout_arg(timeout)
+                    )
                 self._answered(method, path, response, started)
                 return interpret(response)
             except TimeoutError:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 
+from prometheus_client import Counter, Histogram
+
 from adapter.genagent.errors import (
     ApiError,
     ApiTimeoutError,
@@ -46,9 +48,21 @@ def status_of(error: GenAgentError) -> str:
 
 def attempt_finished(method: str, path: str, status: str, seconds: float) -> None:
     """Count one HTTP attempt and its time."""
-    name = endpoint(method, path)
-    API_REQUESTS.labels(name, status).inc()
-    API_LATENCY.labels(name).observe(seconds)
+    key = (method, path == COLLECTION_PATH, status)
+    children = _ATTEMPT_CHILDREN.get(key)
+    if children is None:
+        name = endpoint(method, path)
+        children = (API_REQUESTS.labels(name, status), API_LATENCY.labels(name))
+        if len(_ATTEMPT_CHILDREN) < _MAX_CACHED:
+            _ATTEMPT_CHILDREN[key] = children
+    children[0].inc()
+    children[1].observe(seconds)
+
+
+# labels() validates and locks on every call; the few label sets an attempt can have
+# are looked up once. Bounded anyway: a status is whatever the API answered.
+_MAX_CACHED = 64
+_ATTEMPT_CHILDREN: dict[tuple[str, bool, str], tuple[Counter, Histogram]] = {}
 
 
 def request_failed(method: str, path: str, error: GenAgentError) -> None:

@@ -18,6 +18,7 @@ from flask import Blueprint, Flask, Response, current_app, request
 from adapter.config import EnvReader
 from adapter.genagent.requests import MAX_BODY_BYTES
 from adapter.sandbox.state import (
+    MAX_NUMBERS,
     SandboxConfig,
     SandboxError,
     SandboxState,
@@ -76,7 +77,7 @@ def create_sandbox_app_from_env(env: Mapping[str, str] | None = None) -> Flask:
     SANDBOX_API_SECRET (optional); ConfigError names every problem at once.
     """
     reader = EnvReader(env)
-    max_pool = 10_000 - SandboxConfig().first_number
+    max_pool = MAX_NUMBERS - SandboxConfig().first_number
     config = SandboxConfig(
         expire_seconds=reader.number("SANDBOX_EXPIRE_SECONDS", 60.0, minimum=0.001),
         pool_size=reader.integer("SANDBOX_POOL_SIZE", 100, minimum=1, maximum=max_pool),

@@ -48,6 +48,10 @@ class SandboxError(Exception):
         self.code = code or f"{status}-01"
 
 
+# Numbers a pool can hold: +1999555 then up to six digits (13 digits, within E.164's 15).
+MAX_NUMBERS = 1_000_000
+
+
 @dataclass(frozen=True, slots=True)
 class SandboxConfig:
     """How the sandbox behaves; every field has a demo-friendly default."""
@@ -63,8 +67,13 @@ class SandboxConfig:
     def __post_init__(self) -> None:
         if self.expire_seconds <= 0:
             raise ValueError("expire_seconds must be positive")
-        if not 1 <= self.pool_size <= 10_000 - self.first_number:
-            raise ValueError(f"pool_size must be between 1 and {10_000 - self.first_number}")
+        if not 1 <= self.pool_size <= MAX_NUMBERS - self.first_number:
+            raise ValueError(f"pool_size must be between 1 and {MAX_NUMBERS - self.first_number}")
+
+    @property
+    def number_digits(self) -> int:
+        """Digits after the prefix: 4 (+1999555NNNN) unless the pool needs 6."""
+        return 4 if self.first_number + self.pool_size <= 10_000 else 6
 
 
 @dataclass(slots=True)
@@ -191,7 +200,7 @@ class SandboxState:
         self._transfers: dict[str, Transfer] = {}
         self._conversations: dict[str, Conversation] = {}
         self._free: deque[str] = deque(
-            f"{cfg.number_prefix}{n:04d}"
+            f"{cfg.number_prefix}{n:0{cfg.number_digits}d}"
             for n in range(cfg.first_number, cfg.first_number + cfg.pool_size)
         )
         self._by_number: dict[str, str] = {}

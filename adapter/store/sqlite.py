@@ -2,12 +2,16 @@
 
 WAL lets readers run alongside the single writer, and ``synchronous=NORMAL`` survives a
 process crash (only a power cut can lose the last commits) without an fsync per commit.
-Each thread opens its own connection on first use. Writers queue on a WriteLock (see
-write_lock.py) rather than in SQLite's sleeping busy handler; a writer still waits at most
-BUSY_TIMEOUT_SECONDS for SQLite's own lock. Each write is one statement in autocommit:
-one write per webhook. WAL checkpoints, and their fsync, run on a thread of their own
-(checkpoints.py), not in a webhook's commit. Stored data is never logged nor put in an error
-message: it holds caller variables and phone numbers.
+Each thread opens its own connection on first use. Each write is one statement in
+autocommit, so SQLite takes and releases its write lock inside that one call, with the
+GIL released: no Python code runs while the lock is held, and a lock of our own around
+the statement would be held across a wait for the GIL (milliseconds on a busy worker,
+with every other writer queued behind it). A writer that finds the database locked
+retries after a pause that starts at 50 µs (SQLite's own busy handler sleeps 1, 2, 5 ...
+ms) for at most BUSY_TIMEOUT_SECONDS. One write per webhook. WAL checkpoints, and their
+fsync, run on a thread of their own (checkpoints.py), not in a webhook's commit. Stored
+data is never logged nor put in an error message: it holds caller variables and phone
+numbers.
 """
 
 from __future__ import annotations
@@ -18,17 +22,20 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
-from typing import Any
+from collections.abc import Callable
+from contextlib import suppress
+from typing import Any, TypeVar
 
 from adapter.store.base import CallStore, StaleWriteError, Stored, StoreError, StoreUnavailableError
 from adapter.store.checkpoints import BACKSTOP_PAGES, Checkpointer
 from adapter.store.codec import check_id, decode, encode
-from adapter.store.write_lock import WriteLock
 
 MEMORY = ":memory:"
 BUSY_TIMEOUT_SECONDS = 5.0
+_FIRST_PAUSE = 0.00005
+_LONGEST_PAUSE = 0.002
+
+T = TypeVar("T")
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS calls ("
@@ -58,7 +65,6 @@ class SQLiteCallStore(CallStore):
         # A :memory: database lives and dies with its connection: one, shared under a lock.
         self._shared: sqlite3.Connection | None = None
         self._shared_lock = threading.Lock()
-        self._write_lock = WriteLock(None if self._memory else self.path)
         # WAL: a reader never waits for a writer (``:memory:`` shares one locked connection).
         self.local_reads = not self._memory
         self._checkpoints = None if self._memory else Checkpointer(self.path)
@@ -78,11 +84,12 @@ class SQLiteCallStore(CallStore):
 
     def get(self, call_id: str) -> Stored | None:
         check_id(call_id)
-        with self._use() as conn:
-            row = conn.execute(
+        row = self._run(
+            lambda conn: conn.execute(
                 "SELECT version, active, updated_at, data FROM calls WHERE call_id = ?",
                 (call_id,),
             ).fetchone()
+        )
         if row is None:
             return None
         version, active, updated_at, text = row
@@ -92,12 +99,15 @@ class SQLiteCallStore(CallStore):
         check_id(call_id)
         text = encode(data)
         now = time.time()
-        with self._writing() as conn:
-            inserted = conn.execute(
-                "INSERT INTO calls (call_id, version, active, updated_at, data)"
-                " VALUES (?, 1, ?, ?, ?) ON CONFLICT (call_id) DO NOTHING",
-                (call_id, int(active), now, text),
-            ).rowcount
+        inserted = self._write(
+            lambda conn: (
+                conn.execute(
+                    "INSERT INTO calls (call_id, version, active, updated_at, data)"
+                    " VALUES (?, 1, ?, ?, ?) ON CONFLICT (call_id) DO NOTHING",
+                    (call_id, int(active), now, text),
+                ).rowcount
+            )
+        )
         if inserted != 1:
             raise StaleWriteError(f"call {call_id!r} already exists")
         return Stored(call_id, json.loads(text), 1, active, now)
@@ -108,22 +118,25 @@ class SQLiteCallStore(CallStore):
         check_id(call_id)
         text = encode(data)
         now = time.time()
-        with self._writing() as conn:
-            # The version check is in the UPDATE itself: one statement, atomic.
-            updated = (
-                conn.execute(
-                    "UPDATE calls SET version = version + 1, active = ?, updated_at = ?,"
-                    " data = ? WHERE call_id = ? AND version = ?",
-                    (int(active), now, text, call_id, expected_version),
-                ).rowcount
-                == 1
+        # The version check is in the UPDATE itself: one statement, atomic.
+        updated = (
+            self._write(
+                lambda conn: (
+                    conn.execute(
+                        "UPDATE calls SET version = version + 1, active = ?, updated_at = ?,"
+                        " data = ? WHERE call_id = ? AND version = ?",
+                        (int(active), now, text, call_id, expected_version),
+                    ).rowcount
+                )
             )
-            current = None
-            if not updated:  # for the message only: the version some other writer left
-                current = conn.execute(
+            == 1
+        )
+        if not updated:  # for the message only: the version some other writer left
+            current = self._run(
+                lambda conn: conn.execute(
                     "SELECT version FROM calls WHERE call_id = ?", (call_id,)
                 ).fetchone()
-        if not updated:
+            )
             if current is None:
                 raise StaleWriteError(f"call {call_id!r} does not exist")
             raise StaleWriteError(
@@ -134,23 +147,25 @@ class SQLiteCallStore(CallStore):
     def active_ids(self, limit: int = 10_000) -> list[str]:
         if limit < 0:
             raise ValueError(f"limit must not be negative, got {limit}")
-        with self._use() as conn:
-            rows = conn.execute(
+        rows = self._run(
+            lambda conn: conn.execute(
                 "SELECT call_id FROM calls WHERE active = 1 ORDER BY updated_at, rowid LIMIT ?",
                 (limit,),
             ).fetchall()
+        )
         return [call_id for (call_id,) in rows]
 
     def recent(self, limit: int = 100, since: float | None = None) -> list[Stored]:
         if limit < 0:
             raise ValueError(f"limit must not be negative, got {limit}")
         cutoff = -math.inf if since is None else since
-        with self._use() as conn:
-            rows = conn.execute(
+        rows = self._run(
+            lambda conn: conn.execute(
                 "SELECT call_id, version, active, updated_at, data FROM calls"
                 " WHERE updated_at >= ? ORDER BY updated_at DESC, rowid DESC LIMIT ?",
                 (cutoff, limit),
             ).fetchall()
+        )
         return [
             Stored(call_id, decode(call_id, text), int(version), bool(active), updated_at)
             for call_id, version, active, updated_at, text in rows
@@ -162,10 +177,9 @@ class SQLiteCallStore(CallStore):
                 f"older_than_seconds must be a finite number >= 0, got {older_than_seconds}"
             )
         cutoff = time.time() - older_than_seconds
-        with self._writing() as conn:
-            deleted: int = conn.execute(
-                "DELETE FROM calls WHERE updated_at < ?", (cutoff,)
-            ).rowcount
+        deleted: int = self._write(
+            lambda conn: conn.execute("DELETE FROM calls WHERE updated_at < ?", (cutoff,)).rowcount
+        )
         return deleted
 
     def close(self) -> None:
@@ -175,7 +189,6 @@ class SQLiteCallStore(CallStore):
             self._closed = True
             connections = [conn for _, conn in self._registry]
             self._registry.clear()
-        self._write_lock.close()
         if self._checkpoints is not None:
             self._checkpoints.stop()
         if self._shared is not None:
@@ -224,6 +237,9 @@ class SQLiteCallStore(CallStore):
         try:
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
+            # From here on a locked database answers at once and _run decides how to wait
+            # (the set-up above may wait in SQLite's handler: once per connection).
+            conn.execute("PRAGMA busy_timeout = 0")
         except BaseException:
             conn.close()
             raise
@@ -264,29 +280,33 @@ class SQLiteCallStore(CallStore):
         self._local = threading.local()
         self._pid = os.getpid()
 
-    @contextmanager
-    def _use(self) -> Iterator[sqlite3.Connection]:
-        """A connection for this thread; SQLite errors become StoreErrors."""
+    def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """``work`` on this thread's connection (one statement: it is run again while the
+        database is locked, up to BUSY_TIMEOUT_SECONDS); SQLite errors become StoreErrors."""
         if self._closed:
             raise StoreError(f"the call store at {self.path} is closed")
-        try:
-            if self._shared is not None:
-                with self._shared_lock:
-                    yield self._shared
-            else:
-                yield self._thread_connection()
-        except sqlite3.OperationalError as exc:
-            raise StoreUnavailableError(f"call store at {self.path}: {exc}") from exc
-        except sqlite3.Error as exc:
-            raise StoreError(f"call store at {self.path}: {exc}") from exc
+        pause, deadline = _FIRST_PAUSE, math.inf
+        while True:
+            try:
+                if self._shared is not None:
+                    with self._shared_lock:
+                        return work(self._shared)
+                return work(self._thread_connection())
+            except sqlite3.OperationalError as exc:
+                now = time.monotonic()
+                deadline = min(deadline, now + BUSY_TIMEOUT_SECONDS)
+                if not _is_busy(exc) or now >= deadline:
+                    raise StoreUnavailableError(f"call store at {self.path}: {exc}") from exc
+            except sqlite3.Error as exc:
+                raise StoreError(f"call store at {self.path}: {exc}") from exc
+            time.sleep(pause)
+            pause = min(pause * 2, _LONGEST_PAUSE)
 
-    @contextmanager
-    def _writing(self) -> Iterator[sqlite3.Connection]:
-        """This thread's connection for a write, the process's other writers held off."""
+    def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """``work`` as a write: WAL checkpoints run on their own thread meanwhile."""
         if self._checkpoints is not None:
             self._checkpoints.ensure_running()
-        with self._write_lock.held(), self._use() as conn:
-            yield conn
+        return self._run(work)
 
 
 def _create_schema(conn: sqlite3.Connection) -> None:

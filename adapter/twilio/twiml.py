@@ -26,7 +26,7 @@ _HEADER_TOKEN = re.compile(r"[A-Za-z0-9_.-]{1,64}", re.ASCII)
 
 def action_url(attempt: int) -> str:
     """Where Twilio reports how the dial of ``attempt`` ended (relative to the webhook)."""
-    return f"{DIAL_RESULT_PATH}?{urlencode({'attempt': attempt})}"
+    return f"{DIAL_RESULT_PATH}?attempt={int(attempt)}"
 
 
 def context_url(attempt: int, call_id: str | None = None) -> str:

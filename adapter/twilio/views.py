@@ -79,7 +79,8 @@ def _check_request() -> None:
     chunked = request.content_length is None
     if chunked and len(body) >= MAX_BODY_BYTES and request.environ["wsgi.input"].read(1):
         abort(413)  # a chunked body is cut at the cap: one byte more means it was longer
-    checker = front().signatures
+    current = front()
+    checker = current.signatures
     if not checker.is_valid(request):
         url = mask_url(checker.public_url(request))
         problem = "invalid" if request.headers.get("X-Twilio-Signature") else "missing"
@@ -96,7 +97,7 @@ def _check_request() -> None:
         path, sid = safe_id(request.path), safe_id(call_sid, 40)
         log.warning("rejected a request to %s: malformed CallSid %r", path, sid)
         abort(400, "CallSid must be CA followed by 32 hex digits")
-    expected = front().settings.account_sid
+    expected = current.settings.account_sid
     if expected is not None and request.form.get("AccountSid") != expected:
         path = safe_id(request.path)
         log.warning("rejected call %s to %s: AccountSid is not TWILIO_ACCOUNT_SID", call_sid, path)
@@ -108,7 +109,9 @@ def _call_sid() -> str:
     return request.form["CallSid"]
 
 
-def _answer(call_sid: str, event: str, decide: Callable[[], Step]) -> Response:
+def _answer(
+    call_sid: str, event: str, decide: Callable[[], Step], current: TwilioFront | None = None
+) -> Response:
     """Run the flow and answer TwiML; any failure, rendering included, becomes the fallback."""
     call = safe_id(call_sid)
     try:
@@ -123,7 +126,7 @@ def _answer(call_sid: str, event: str, decide: Callable[[], Step]) -> Response:
         )
         count_fallback(reason)
         step = fallback(f"internal error during {event}")
-    renderer = front().renderer
+    renderer = (current or front()).renderer
     try:
         document = renderer.render(step)
     except Exception:
@@ -137,7 +140,8 @@ def _answer(call_sid: str, event: str, decide: Callable[[], Step]) -> Response:
 def voice() -> Response:
     """The voice webhook: hand the caller to GenerativeAgent."""
     call_sid = _call_sid()
-    settings = front().settings
+    current = front()
+    settings = current.settings
     form = request.form
     country = settings.country
     if settings.country_from_call:
@@ -163,7 +167,7 @@ def voice() -> Response:
         mode=mode,
         customer_id=request.args.get("customer") or None,
     )
-    return _answer(call_sid, "voice", lambda: front().flow.start(call))
+    return _answer(call_sid, "voice", lambda: current.flow.start(call), current)
 
 
 @twilio.post("/dial-result")
@@ -176,8 +180,9 @@ def dial_result() -> Response:
         log.warning("call %s: dial result without a valid attempt number", safe_id(call_sid))
         count_fallback("unknown-call")
         return _answer(call_sid, "dial result", lambda: fallback("dial result without attempt"))
+    current = front()
     return _answer(
-        call_sid, "dial result", lambda: front().flow.dial_ended(call_sid, attempt, result)
+        call_sid, "dial result", lambda: current.flow.dial_ended(call_sid, attempt, result), current
     )
 
 
