@@ -62,9 +62,10 @@ def inspect_store(path: Path) -> StoreReport:
     # opened exactly as the adapter's workers open theirs.
     store = SQLiteCallStore(str(path))
     try:
-        with store._use() as conn:
-            (sync_level,) = conn.execute("PRAGMA synchronous").fetchone()
-            (autocheckpoint,) = conn.execute("PRAGMA wal_autocheckpoint").fetchone()
+        (sync_level,) = store._run(lambda conn: conn.execute("PRAGMA synchronous").fetchone())
+        (autocheckpoint,) = store._run(
+            lambda conn: conn.execute("PRAGMA wal_autocheckpoint").fetchone()
+        )
     finally:
         store.close()
     synchronous = f"{SYNCHRONOUS_NAMES.get(int(sync_level), '?')} ({sync_level})"
