@@ -253,6 +253,22 @@ def test_get_percent_encodes_the_id_as_one_path_segment(connect, transfer_id, ra
     assert sent.url.query == b""
 
 
+@pytest.mark.parametrize("base_url", ["https://gw.test/asapp", "https://gw.test/asapp/"])
+def test_a_base_url_with_a_path_keeps_it_on_both_endpoints(connect, base_url):
+    handler = ScriptedHandler(
+        reply(201, transfer_body(transfer_id=PHONE_REQUEST.id)),
+        reply(200, transfer_body(transfer_id="t-7")),
+    )
+    driver = connect(handler, base_url=base_url)
+
+    driver.create(PHONE_REQUEST)
+    driver.get("t-7")
+
+    created, got = handler.requests
+    assert (created.method, str(created.url)) == ("POST", f"https://gw.test/asapp{COLLECTION_PATH}")
+    assert (got.method, str(got.url)) == ("GET", f"https://gw.test/asapp{COLLECTION_PATH}/t-7")
+
+
 @pytest.mark.parametrize("transfer_id", ["..", "."])
 def test_dot_segment_ids_stay_inside_the_collection(connect, transfer_id):
     handler = ScriptedHandler(reply(200, transfer_body(transfer_id=transfer_id)))
