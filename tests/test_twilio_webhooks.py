@@ -107,6 +107,32 @@ def test_public_base_url_setting(make_stack: Callable[..., Stack]) -> None:
     assert stack.post("/twilio/voice", call_params(new_call_sid())).status_code == 403
 
 
+def test_a_signature_over_the_url_with_its_default_port_validates(
+    make_stack: Callable[..., Stack],
+) -> None:
+    stack = make_stack(public_base_url="https://calls.example.com", proxy_hops=0)
+    with_port = "https://calls.example.com:443/twilio/voice"
+    assert (
+        stack.post("/twilio/voice", call_params(new_call_sid()), sign_url=with_port).status_code
+        == 200
+    )
+    other_port = "https://calls.example.com:8443/twilio/voice"
+    assert (
+        stack.post("/twilio/voice", call_params(new_call_sid()), sign_url=other_port).status_code
+        == 403
+    )
+
+
+def test_a_signature_header_that_is_not_ascii_is_403(stack: Stack) -> None:
+    response = stack.http.post(
+        f"{stack.web.url}/twilio/voice",
+        data=call_params(new_call_sid()),
+        headers={"X-Twilio-Signature": "\u00e9t\u00e9=".encode("latin-1")},
+    )
+    assert response.status_code == 403
+    assert stack.transfers() == []
+
+
 # --- redelivery and restarts --------------------------------------------------------------
 
 
