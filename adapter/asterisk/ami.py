@@ -24,7 +24,7 @@ from typing import Any
 from panoramisk import Manager
 from panoramisk.message import Message
 
-from adapter.asterisk.connection import OneShotManager, connect_once, corked
+from adapter.asterisk.connection import OneShotManager, connect_once
 from adapter.asterisk.messages import (
     AmiError,
     AmiTimeout,
@@ -154,8 +154,7 @@ class AmiSession:
         manager = self._manager
         if manager is None or self.closed.is_set() or manager.protocol is None:
             raise SessionClosed("the AMI session is closed")
-        with corked(manager.protocol):
-            futures = [manager.send_action(dict(action)) for action in actions]
+        futures = manager.protocol.send_actions(actions)
         try:
             # asyncio.timeout, not wait_for: no Task per action (some 15 actions a call).
             async with asyncio.timeout(timeout if timeout is not None else self.action_timeout):

@@ -452,9 +452,11 @@ class AsteriskWorker(CallSharing, SipReturnEvents):
                 _observe_action(*timed)
                 return
             if isinstance(step, Dial):
+                # One write: Asterisk runs them in order, and the only way a Setvar of these
+                # fails (the channel is gone) fails the Redirect too.
                 dial = {"GA_TRANSFER_NUMBER": step.number, "GA_TRANSFER_ID": step.transfer_id}
-                raise_first_error(await session.setvars(uniqueid, dial))
-                await session.redirect(uniqueid, DIAL_CONTEXT)
+                redirect = redirect_action(uniqueid, DIAL_CONTEXT)
+                raise_first_error(await session.setvars(uniqueid, dial, then=redirect))
                 _observe_action(*timed)
                 return
             # The variables and the Redirect in one write: Asterisk runs them in order.
