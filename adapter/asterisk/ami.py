@@ -205,13 +205,18 @@ class AmiSession:
 
     async def variables(self, channel: str) -> dict[str, str]:
         """Every variable set on the channel (Status with AllVariables)."""
+        return dict(await self.listed_variables(channel))
+
+    async def listed_variables(self, channel: str) -> list[tuple[str, str]]:
+        """Every variable set on the channel, as Status with AllVariables lists them (newest
+        first: a name inherited and set again is listed twice)."""
         answer = await self.action({"Action": "Status", "Channel": channel, "AllVariables": "true"})
-        found: dict[str, str] = {}
+        found: list[tuple[str, str]] = []
         for message in events_named(answer, "Status"):
             for item in as_list(message.get("Variable")):
                 name, sep, value = str(item).partition("=")
                 if sep and value != "(null)":
-                    found[name] = value
+                    found.append((name, value))
         return found
 
     async def channels(self) -> list[Message]:
