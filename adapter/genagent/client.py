@@ -228,7 +228,6 @@ class AsyncGenAgentClient(_ClientBase):
         if transport is None:
             self._http._cookies = _SessionCookies()
 
-
     async def create_transfer(
         self, request: TransferRequest, *, deadline: DeadlineArg = None
     ) -> CallTransfer:

@@ -61,6 +61,8 @@ class SQLiteCallStore(CallStore):
         self._write_lock = WriteLock(None if self._memory else self.path)
         # WAL: a reader never waits for a writer (``:memory:`` shares one locked connection).
         self.local_reads = not self._memory
+        # ... and a write that finds the lock free takes about as long as a read.
+        self.inline_writes = not self._memory
         self._checkpoints = None if self._memory else Checkpointer(self.path)
         try:
             if self._memory:
@@ -281,11 +283,20 @@ class SQLiteCallStore(CallStore):
             raise StoreError(f"call store at {self.path}: {exc}") from exc
 
     @contextmanager
+    def without_waiting(self) -> Iterator[None]:
+        self._local.no_wait = True
+        try:
+            yield
+        finally:
+            self._local.no_wait = False
+
+    @contextmanager
     def _writing(self) -> Iterator[sqlite3.Connection]:
         """This thread's connection for a write, the process's other writers held off."""
         if self._checkpoints is not None:
             self._checkpoints.ensure_running()
-        with self._write_lock.held(), self._use() as conn:
+        wait = not getattr(self._local, "no_wait", False)
+        with self._write_lock.held(wait=wait), self._use() as conn:
             yield conn
 
 

@@ -17,6 +17,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from adapter.store.base import WriteWouldWait
+
 
 class WriteLock:
     """Exclusive for writes to the database at ``path`` (``None``: this process only)."""
@@ -28,21 +30,29 @@ class WriteLock:
         self._pid = os.getpid()
 
     @contextmanager
-    def held(self) -> Iterator[None]:
-        """Hold the lock for the duration of one write."""
+    def held(self, *, wait: bool = True) -> Iterator[None]:
+        """Hold the lock for the duration of one write; without ``wait``, WriteWouldWait
+        if another thread or process holds it."""
         if self._pid != os.getpid():  # forked: the parent's locks and descriptor are not ours
             self._thread_lock = threading.Lock()
             self._fd, self._pid = None, os.getpid()
-        with self._thread_lock:
+        if not self._thread_lock.acquire(blocking=wait):
+            raise WriteWouldWait("another thread is writing")
+        try:
             fd = self._file()
             if fd is None:
                 yield
                 return
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise WriteWouldWait("another process is writing") from None
             try:
                 yield
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            self._thread_lock.release()
 
     def close(self) -> None:
         """Close the lock file (the lock is not held between writes)."""
