@@ -227,6 +227,10 @@ class AsyncGenAgentClient(_ClientBase):
         )
         if transport is None:
             self._http._cookies = _SessionCookies()
+        # Absolute URLs, as httpx would merge them: it parses a relative one, then the base
+        # URL merged with it, on every request.
+        self._base = str(self._http.base_url).rstrip("/") + "/"
+        self._collection_url = self._http._merge_url(COLLECTION_PATH)
 
     async def create_transfer(
         self, request: TransferRequest, *, deadline: DeadlineArg = None
@@ -256,8 +260,13 @@ class AsyncGenAgentClient(_ClientBase):
             started = time.monotonic()
             try:
                 # The whole attempt is bounded here; httpx's timeout bounds each phase.
+                url = (
+                    self._collection_url
+                    if path == COLLECTION_PATH
+                    else self._base + path.lstrip("/")
+                )
                 async with asyncio.timeout(timeout):
-                    response = await self._http.request(method, path, json=body, timeout=timeout)
+                    response = await self._http.request(method, url, json=body, timeout=timeout)
                 self._answered(method, path, response, started)
                 return interpret(response)
             except TimeoutError:
