@@ -225,12 +225,11 @@ class AsyncGenAgentClient(_ClientBase):
         self._http: httpx.AsyncClient = HttpxAiohttpClient(
             transport=transport, **self._http_options()
         )
-        if transport is None:
-            self._http._cookies = _SessionCookies()
         # Absolute URLs, as httpx would merge them: it parses a relative one, then the base
         # URL merged with it, on every request.
         self._base = str(self._http.base_url).rstrip("/") + "/"
         self._collection_url = self._http._merge_url(COLLECTION_PATH)
+        self._auth = AsappAuth(settings.api_id, settings.api_secret)
 
     async def create_transfer(
         self, request: TransferRequest, *, deadline: DeadlineArg = None
@@ -266,7 +265,7 @@ class AsyncGenAgentClient(_ClientBase):
                     else self._base + path.lstrip("/")
                 )
                 async with asyncio.timeout(timeout):
-                    response = await self._http.request(method, url, json=body, timeout=timeout)
+                    response = await self._send(method, url, body, timeout)
                 self._answered(method, path, response, started)
                 return interpret(response)
             except TimeoutError:
@@ -279,6 +278,32 @@ class AsyncGenAgentClient(_ClientBase):
                 error = exc
             retry += 1
             await asyncio.sleep(self._after_failure(method, path, error, retry, deadline))
+
+    async def _send(
+        self, method: str, url: httpx.URL | str, body: dict[str, Any] | None, timeout: float
+    ) -> httpx.Response:
+        """What ``AsyncClient.request`` does for these requests, minus what they never use
+        (redirects, event hooks, cookies, a relative URL): the client's headers, the
+        credentials from its auth, a JSON body, the timeout, the transport (or proxy)
+        httpx picks for the URL; the whole answer read, the connection given back."""
+        http = self._http
+        request = httpx.Request(
+            method,
+            url,
+            headers=http.headers,
+            json=body,
+            extensions={
+                "timeout": {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
+            },
+        )
+        next(self._auth.auth_flow(request))  # sets the asapp-api-* headers
+        response = await http._transport_for_url(request.url).handle_async_request(request)
+        response.request = request
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+        return response
 
     async def aclose(self) -> None:
         """Close the connection pool."""
@@ -297,15 +322,6 @@ class AsyncGenAgentClient(_ClientBase):
 
     def __repr__(self) -> str:
         return f"AsyncGenAgentClient(base_url={self.settings.base_url!r})"
-
-
-class _SessionCookies(httpx.Cookies):
-    """httpx's cookie jar, minus reading each response's Set-Cookie headers through
-    http.cookiejar (about a sixth of httpx's CPU per request): aiohttp's session keeps
-    and sends the API's cookies itself."""
-
-    def extract_cookies(self, response: httpx.Response) -> None:
-        return None
 
 
 def _async_transport_error(exc: BaseException, timeout: float) -> TransportError:
