@@ -158,6 +158,10 @@ class AmiSession:
         try:
             # asyncio.timeout, not wait_for: no Task per action (some 15 actions a call).
             async with asyncio.timeout(timeout if timeout is not None else self.action_timeout):
+                # Asterisk answers a session's actions in order: once the last answer is in,
+                # so are the others (one wake-up, not one per answer).
+                if futures:
+                    await futures[-1]
                 answers = [await future for future in futures]
         except TimeoutError:
             for future in futures:
