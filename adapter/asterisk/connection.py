@@ -109,6 +109,15 @@ class AmiMessage(Message):  # type: ignore[misc]
         item = self._store.get(key.lower())
         return default if item is None else item[1]
 
+    @property
+    def success(self) -> bool:
+        """An event, or a Success / Follows / Goodbye answer (as panoramisk's)."""
+        store = self._store
+        if "event" in store:
+            return True
+        item = store.get("response")
+        return item is not None and item[1] in self.success_responses
+
 
 _HAS_BODY = ("Response: Follows", "Response: Fail")
 
