@@ -132,6 +132,32 @@ def parse_message(text: str) -> AmiMessage | None:
         content = lines.pop()
         while not content and lines:
             content = lines.pop()
+    # Straight into the case-insensitive store; a name met again in another case (never
+    # from Asterisk) takes panoramisk's own two steps instead.
+    store: dict[str, tuple[str, Any]] = {}
+    for line in lines:
+        key, sep, value = line.partition(": ")
+        if not sep:
+            continue
+        lower = key.lower()
+        if lower == "result":
+            value = unquote(value).strip()
+        old = store.get(lower)
+        if old is None:
+            store[lower] = (key, value)
+        elif old[0] != key:
+            return _parse_in_two_steps(lines, content)
+        elif isinstance(old[1], list):
+            old[1].append(value)
+        else:
+            store[lower] = (key, [old[1], value])
+    event, response = store.get("event"), store.get("response")
+    if (event is None or event[0] != "Event") and (response is None or response[0] != "Response"):
+        return None
+    return _message(store, content)
+
+
+def _parse_in_two_steps(lines: list[str], content: str) -> AmiMessage | None:
     headers: dict[str, Any] = {}
     for line in lines:
         key, sep, value = line.partition(": ")
@@ -149,8 +175,11 @@ def parse_message(text: str) -> AmiMessage | None:
             headers[key] = value
     if "Event" not in headers and "Response" not in headers:
         return None
+    return _message({key.lower(): (key, value) for key, value in headers.items()}, content)
+
+
+def _message(store: dict[str, tuple[str, Any]], content: str) -> AmiMessage:
     message: AmiMessage = AmiMessage.__new__(AmiMessage)
-    store = {key.lower(): (key, value) for key, value in headers.items()}
     store["content"] = ("content", content)
     message._store = store
     message.manager = None
