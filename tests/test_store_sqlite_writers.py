@@ -5,8 +5,6 @@ WAL checkpoints run on a thread of their own."""
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -16,42 +14,26 @@ import pytest
 from adapter.store import StoreUnavailableError
 from adapter.store import sqlite as sqlite_store
 from adapter.store.sqlite import SQLiteCallStore
-
-# Another process takes SQLite's write lock (BEGIN IMMEDIATE), says so, and holds it.
-HOLD_WRITE_LOCK = (
-    "import sqlite3, sys, time\n"
-    "conn = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
-    "conn.execute('BEGIN IMMEDIATE')\n"
-    "print('locked', flush=True)\n"
-    "time.sleep(float(sys.argv[2]))\n"
-    "conn.execute('COMMIT')\n"
-)
-
-
-def hold_write_lock(database: Path, seconds: float) -> subprocess.Popen[str]:
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_WRITE_LOCK, str(database), str(seconds)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert holder.stdout is not None
-    assert holder.stdout.readline().strip() == "locked"
-    return holder
+from tests.sqlite_locks import write_lock_held_elsewhere
 
 
 def test_a_write_waits_for_another_process_s_write_lock(tmp_path: Path) -> None:
     database = tmp_path / "calls.sqlite3"
     store = SQLiteCallStore(str(database))
     store.create("CA0", {"n": 0})
-    holder = hold_write_lock(database, 0.3)
-    try:
-        assert store.get("CA0") is not None  # WAL: readers never wait for writers
-        started = time.monotonic()
+    written = threading.Event()
+
+    def write() -> None:
         store.create("CA1", {"n": 1})
-        waited = time.monotonic() - started
-    finally:
-        holder.wait(timeout=60)
-    assert waited > 0.1  # it did wait for the lock, then wrote
+        written.set()
+
+    with write_lock_held_elsewhere(database):
+        assert store.get("CA0") is not None  # WAL: readers never wait for writers
+        writer = threading.Thread(target=write)
+        writer.start()
+        assert not written.wait(0.3)  # waiting for the lock
+    writer.join(timeout=30)
+    assert written.is_set()  # then written, once the lock was given back
     stored = store.get("CA1")
     assert stored is not None
     assert stored.data == {"n": 1}
@@ -65,13 +47,8 @@ def test_a_lock_held_past_the_busy_timeout_is_a_store_outage(
     database = tmp_path / "calls.sqlite3"
     store = SQLiteCallStore(str(database))
     store.create("CA0", {"n": 0})
-    holder = hold_write_lock(database, 5)
-    try:
-        with pytest.raises(StoreUnavailableError, match="locked"):
-            store.update("CA0", {"n": 1}, expected_version=1, active=False)
-    finally:
-        holder.kill()
-        holder.wait(timeout=60)
+    with write_lock_held_elsewhere(database), pytest.raises(StoreUnavailableError, match="locked"):
+        store.update("CA0", {"n": 1}, expected_version=1, active=False)
     stored = store.get("CA0")
     assert stored is not None
     assert (stored.version, stored.data) == (1, {"n": 0})  # nothing half-written

@@ -24,7 +24,7 @@ from typing import Any
 from panoramisk import Manager
 from panoramisk.message import Message
 
-from adapter.asterisk.connection import OneShotManager, connect_once, corked
+from adapter.asterisk.connection import OneShotManager, connect_once
 from adapter.asterisk.messages import (
     AmiError,
     AmiTimeout,
@@ -154,11 +154,14 @@ class AmiSession:
         manager = self._manager
         if manager is None or self.closed.is_set() or manager.protocol is None:
             raise SessionClosed("the AMI session is closed")
-        with corked(manager.protocol):
-            futures = [manager.send_action(dict(action)) for action in actions]
+        futures = manager.protocol.send_actions(actions)
         try:
             # asyncio.timeout, not wait_for: no Task per action (some 15 actions a call).
             async with asyncio.timeout(timeout if timeout is not None else self.action_timeout):
+                # Asterisk answers a session's actions in order: once the last answer is in,
+                # so are the others (one wake-up, not one per answer).
+                if futures:
+                    await futures[-1]
                 answers = [await future for future in futures]
         except TimeoutError:
             for future in futures:
@@ -206,13 +209,18 @@ class AmiSession:
 
     async def variables(self, channel: str) -> dict[str, str]:
         """Every variable set on the channel (Status with AllVariables)."""
+        return dict(await self.listed_variables(channel))
+
+    async def listed_variables(self, channel: str) -> list[tuple[str, str]]:
+        """Every variable set on the channel, as Status with AllVariables lists them (newest
+        first: a name inherited and set again is listed twice)."""
         answer = await self.action({"Action": "Status", "Channel": channel, "AllVariables": "true"})
-        found: dict[str, str] = {}
+        found: list[tuple[str, str]] = []
         for message in events_named(answer, "Status"):
             for item in as_list(message.get("Variable")):
                 name, sep, value = str(item).partition("=")
                 if sep and value != "(null)":
-                    found[name] = value
+                    found.append((name, value))
         return found
 
     async def channels(self) -> list[Message]:

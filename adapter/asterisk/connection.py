@@ -10,11 +10,13 @@ Asterisk comes back each such loop connects again. Here a Manager never connects
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import ssl
 from collections import deque
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import unquote
 
 from panoramisk import Manager
 from panoramisk.ami_protocol import AMIProtocol
@@ -83,29 +85,155 @@ class OneShotManager(Manager):  # type: ignore[misc]
         self.pinger = None
         self.loop.call_soon(self.on_disconnect, self, exc)
 
+    def dispatch(self, event: Message) -> list[str]:
+        """panoramisk's dispatch; with ``wanted_events`` (no wildcard pattern) one dict
+        lookup instead of a regular expression per pattern: the same exact, case-sensitive
+        match of the event name."""
+        if self.wanted_events is None:
+            return list(super().dispatch(event))
+        event.manager = self
+        name = event.get("Event")
+        callbacks = self.callbacks.get(name) if isinstance(name, str) else None
+        if not callbacks:
+            return []
+        for callback in callbacks:
+            callback(self, event)
+        return [name]
 
-class _Buffer:
-    """Stands in for a transport: keeps what is written."""
 
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
+class AmiMessage(Message):  # type: ignore[misc]
+    """panoramisk's Message (same headers, same case-insensitive reads), built straight
+    from the wire instead of header by header through MutableMapping.update."""
 
-    def write(self, data: bytes) -> None:
-        self.chunks.append(data)
+    def get(self, key: str, default: Any = None) -> Any:
+        item = self._store.get(key.lower())
+        return default if item is None else item[1]
+
+    @property
+    def success(self) -> bool:
+        """An event, or a Success / Follows / Goodbye answer (as panoramisk's)."""
+        store = self._store
+        if "event" in store:
+            return True
+        item = store.get("response")
+        return item is not None and item[1] in self.success_responses
 
 
-@contextmanager
-def corked(protocol: AMIProtocol) -> Iterator[None]:
-    """Actions sent inside go out together, in one write (one syscall, not one each)."""
-    transport = protocol.transport
-    buffer = _Buffer()
-    protocol.transport = buffer
-    try:
-        yield
-    finally:
-        protocol.transport = transport
-        if buffer.chunks:
-            transport.write(b"".join(buffer.chunks))
+_HAS_BODY = ("Response: Follows", "Response: Fail")
+
+
+def parse_message(text: str) -> AmiMessage | None:
+    """panoramisk's Message.from_line, to the same result: a repeated header becomes a
+    list, ``Result`` is unquoted, a Follows/Fail answer keeps its last line as content;
+    None unless there is an Event or a Response."""
+    lines = text.split(_EOL)
+    content = ""
+    if lines[0].startswith(_HAS_BODY):
+        content = lines.pop()
+        while not content and lines:
+            content = lines.pop()
+    # Straight into the case-insensitive store; a name met again in another case (never
+    # from Asterisk) takes panoramisk's own two steps instead.
+    store: dict[str, tuple[str, Any]] = {}
+    for line in lines:
+        key, sep, value = line.partition(": ")
+        if not sep:
+            continue
+        lower = key.lower()
+        if lower == "result":
+            value = unquote(value).strip()
+        old = store.get(lower)
+        if old is None:
+            store[lower] = (key, value)
+        elif old[0] != key:
+            return _parse_in_two_steps(lines, content)
+        elif isinstance(old[1], list):
+            old[1].append(value)
+        else:
+            store[lower] = (key, [old[1], value])
+    event, response = store.get("event"), store.get("response")
+    if (event is None or event[0] != "Event") and (response is None or response[0] != "Response"):
+        return None
+    return _message(store, content)
+
+
+def _parse_in_two_steps(lines: list[str], content: str) -> AmiMessage | None:
+    headers: dict[str, Any] = {}
+    for line in lines:
+        key, sep, value = line.partition(": ")
+        if not sep:
+            continue
+        if key.lower() == "result":
+            value = unquote(value).strip()
+        if key in headers:
+            old = headers[key]
+            if isinstance(old, list):
+                old.append(value)
+            else:
+                headers[key] = [old, value]
+        else:
+            headers[key] = value
+    if "Event" not in headers and "Response" not in headers:
+        return None
+    return _message({key.lower(): (key, value) for key, value in headers.items()}, content)
+
+
+def _message(store: dict[str, tuple[str, Any]], content: str) -> AmiMessage:
+    message: AmiMessage = AmiMessage.__new__(AmiMessage)
+    store["content"] = ("content", content)
+    message._store = store
+    message.manager = None
+    return message
+
+
+class _Pending:
+    """An action sent, and its answer as it arrives: panoramisk's Action, minus the
+    case-insensitive dict, the uuid and the re-send bookkeeping (no action is re-sent)."""
+
+    __slots__ = ("action", "future", "messages", "multi")
+
+    def __init__(self, action: Mapping[str, Any], future: asyncio.Future[Any]) -> None:
+        self.action = action
+        self.future = future
+        self.messages: list[AmiMessage] = []
+        self.multi: bool | None = None
+
+    def add(self, message: AmiMessage) -> bool:
+        """Take one message of the answer; True once the answer is complete."""
+        messages = self.messages
+        messages.append(message)
+        if self.multi is None:
+            self.multi = _is_list_answer(message, self.action)
+        if not self.multi:
+            if not self.future.done():
+                self.future.set_result(messages[0])
+            return True
+        if len(messages) > 1 and _ends_list(message):
+            if not self.future.done():
+                self.future.set_result(messages)
+            return True
+        return False
+
+
+def _is_list_answer(first: AmiMessage, action: Mapping[str, Any]) -> bool:
+    """Whether an action's first answer opens a list (panoramisk's Action.multi)."""
+    text = str(first.get("Message", "")).lower()
+    return (
+        first.get("SubEvent") == "Start"
+        or first.get("EventList") == "start"
+        or "will follow" in text
+        or (text.startswith("added") and text.endswith("to queue"))
+        or (text.endswith("successfully queued") and action.get("Async") != "false")
+    )
+
+
+def _ends_list(message: AmiMessage) -> bool:
+    """Whether a message ends a list answer (panoramisk's Action.completed)."""
+    return (
+        str(message.get("Event", "")).endswith("Complete")
+        or message.get("SubEvent") in ("End", "Exec")
+        or message.get("Response") in ("Success", "Error", "Fail", "Failure")
+    )
 
 
 class _Protocol(AMIProtocol):  # type: ignore[misc]
@@ -121,6 +249,42 @@ class _Protocol(AMIProtocol):  # type: ignore[misc]
         super().__init__()
         self._manager = manager
         self.skipped = 0
+        self._ids = itertools.count(1)
+
+    def send_actions(self, actions: Sequence[Mapping[str, Any]]) -> list[asyncio.Future[Any]]:
+        """Send ``actions`` in one write; a future per action for its whole answer."""
+        loop = asyncio.get_running_loop()
+        encoding = getattr(self, "encoding", "ascii")
+        chunks: list[bytes] = []
+        futures: list[asyncio.Future[Any]] = []
+        for action in actions:
+            action_id = f"genagent-{next(self._ids)}"
+            future: asyncio.Future[Any] = loop.create_future()
+            self.responses[action_id] = _Pending(action, future)
+            futures.append(future)
+            lines: list[str] = []
+            for key, value in action.items():
+                if isinstance(value, list | tuple):
+                    lines.extend(f"{key}: {item}" for item in value)
+                elif key.lower() != "actionid":
+                    lines.append(f"{key}: {value}")
+            lines += (f"ActionID: {action_id}", _EOL)
+            try:
+                chunks.append(_EOL.join(lines).encode(encoding))
+            except UnicodeError:  # as panoramisk: logged, never answered (a timeout)
+                log.exception("cannot encode an AMI %s action", action.get("Action"))
+        if chunks:
+            self.transport.write(b"".join(chunks))
+        return futures
+
+    def close(self) -> None:
+        """Close the connection; unanswered actions are dropped, never queued to re-send."""
+        self.responses.clear()
+        if not getattr(self, "closed", False):
+            try:
+                self.transport.close()
+            finally:
+                self.closed = True
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -141,9 +305,24 @@ class _Protocol(AMIProtocol):  # type: ignore[misc]
             if wanted is not None and _unwanted(line, wanted):
                 self.skipped += 1
                 continue
-            message = Message.from_line(line)
+            message = parse_message(line)
             if message is not None:
-                self.handle_message(message)
+                self._handle(message)
+
+    def _handle(self, message: AmiMessage) -> None:
+        """An answer to its action, an event to the manager (panoramisk's handle_message)."""
+        store = message._store
+        item = store.get("actionid")
+        if item is not None and isinstance(item[1], str):
+            pending = self.responses.get(item[1])
+            if pending is not None:
+                if pending.add(message):
+                    self.responses.pop(item[1], None)
+                return
+        if "event" in store:
+            if str(store["event"][1]).lower() == "shutdown":
+                self.connection_lost(message)
+            self.factory.dispatch(message)
 
 
 def _unwanted(line: str, wanted: frozenset[str]) -> bool:

@@ -23,6 +23,9 @@ _UNCARRIABLE = re.compile("[\x00\ud800-\udfff]")
 
 def header_value(key: str, value: str) -> tuple[str, bool]:
     """``value`` fit for the AMI line ``key: value``, and whether it had to be cut."""
+    room = AMI_LINE_MAX - len(key) - 4  # "key: value\r\n"; names are ASCII
+    if value.isascii() and len(value) <= room and _is_one_line(value) and key.isascii():
+        return value, False  # nothing to replace, drop or cut (the usual value)
     clean = _UNCARRIABLE.sub("", _LINE_BREAK.sub(" ", value))
     room = AMI_LINE_MAX - len(f"{key}: \r\n".encode())
     fitted = fit_utf8(clean, room)
@@ -35,3 +38,7 @@ def setvar_action(channel: str, variable: str, value: str) -> tuple[dict[str, st
     name, _ = header_value("Variable", variable)
     target, _ = header_value("Channel", channel)
     return {"Action": "Setvar", "Channel": target, "Variable": name, "Value": fitted}, cut
+
+
+def _is_one_line(value: str) -> bool:
+    return "\r" not in value and "\n" not in value and "\x00" not in value

@@ -16,6 +16,8 @@ from adapter.observe.masking import safe_id
 
 log = logging.getLogger("adapter.asterisk")
 
+# The longest value Getvar answers (manager.c reads it into a 1,024-byte buffer).
+GETVAR_MAX = 1023
 # What Asterisk answers when the channel is gone or going: expected on live calls.
 _CHANNEL_GONE = ("no such channel", "channel does not exist", "channel not up")
 

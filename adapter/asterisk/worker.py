@@ -43,6 +43,7 @@ from adapter.asterisk.channel_vars import (
 from adapter.asterisk.connection import tls_context
 from adapter.asterisk.leases import CallLeases, SecondWorkerError, open_leases
 from adapter.asterisk.messages import (
+    GETVAR_MAX,
     AmiError,
     ChannelGone,
     SessionClosed,
@@ -340,9 +341,14 @@ class AsteriskWorker(CallSharing, SipReturnEvents):
         session = self._live_session()
         self.calls.add(uniqueid)
         try:
-            variables = await session.variables(uniqueid)
-            names = [n for n in variables if n in CONTEXT_VARIABLES or n.startswith("GA_IV_")]
-            values = await session.getvars(uniqueid, names)
+            listed = await session.listed_variables(uniqueid)
+            variables = dict(listed)
+            # Each value as Getvar would read it (the newest, 1,023 characters at most), from
+            # the Status answer: no Getvar round trip.
+            context: dict[str, str] = {}
+            for name, value in listed:
+                if name not in context and (name in CONTEXT_VARIABLES or name.startswith("GA_IV_")):
+                    context[name] = value[:GETVAR_MAX]
             # What an earlier hand-off's route set must not reach this one's route context.
             stale = [
                 name
@@ -354,7 +360,6 @@ class AsteriskWorker(CallSharing, SipReturnEvents):
         except ChannelGone:
             await self._ended(uniqueid, "gone before the hand-off")
             return
-        context = dict(zip(names, values, strict=True))
         counter = context.get(HANDOFF_COUNTER, "").strip()
         mode = TransferMode.parse(context.get("GA_TRANSFER_MODE"))
         if context.get("GA_TRANSFER_MODE") and mode is None:
@@ -452,9 +457,11 @@ class AsteriskWorker(CallSharing, SipReturnEvents):
                 _observe_action(*timed)
                 return
             if isinstance(step, Dial):
+                # One write: Asterisk runs them in order, and the only way a Setvar of these
+                # fails (the channel is gone) fails the Redirect too.
                 dial = {"GA_TRANSFER_NUMBER": step.number, "GA_TRANSFER_ID": step.transfer_id}
-                raise_first_error(await session.setvars(uniqueid, dial))
-                await session.redirect(uniqueid, DIAL_CONTEXT)
+                redirect = redirect_action(uniqueid, DIAL_CONTEXT)
+                raise_first_error(await session.setvars(uniqueid, dial, then=redirect))
                 _observe_action(*timed)
                 return
             # The variables and the Redirect in one write: Asterisk runs them in order.

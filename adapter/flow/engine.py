@@ -18,7 +18,7 @@ from adapter.flow.policy import FlowPolicy
 from adapter.flow.routing import Router, default_router
 from adapter.genagent import AsyncGenAgentClient, GenAgentClient, GenAgentError
 from adapter.observe.call_events import observe_save
-from adapter.store import CallStore, Stored, StoreError
+from adapter.store import CallStore, Stored, StoreError, WriteWouldWait
 
 log = logging.getLogger("adapter.flow")
 
@@ -174,7 +174,8 @@ class AsyncTransferFlow:
     stalls the loop, and with a single connection the process's own writes never
     contend for SQLite's lock (several threads would, and wait in its busy handler).
     Reads of a store whose reads never wait (SQLite in WAL mode) run inline: a thread
-    hop costs more CPU than the read.
+    hop costs more CPU than the read. So do its writes when they find the write lock
+    free (nearly always); one that would wait goes to the store's thread instead.
     API calls are awaited on the shared async client.
     """
 
@@ -265,4 +266,10 @@ class AsyncTransferFlow:
             return None
         if isinstance(effect, Load) and self.store.local_reads:
             return _store_effect(self.store, effect)
+        if isinstance(effect, Save) and self.store.inline_writes:
+            try:
+                with self.store.without_waiting():
+                    return _write(self.store, effect)
+            except WriteWouldWait:
+                pass  # nothing was written: the store's thread waits for the lock
         return await self._on_store_thread(_store_effect, self.store, effect)

@@ -1,10 +1,11 @@
 """GenerativeAgent call-transfers clients: one pooled httpx client per process.
 
 ``GenAgentClient`` serves threaded code (the Flask app under gunicorn);
-``AsyncGenAgentClient`` serves the asyncio AMI worker. Both run every call under a
-deadline, retry only what ASAPP says is safe to retry, keep bursts under the spike
-limit, and make a create idempotent: a 409 for an id already saved returns that
-transfer instead of failing.
+``AsyncGenAgentClient`` serves the asyncio AMI worker, over aiohttp's connection pool
+(``httpx_aiohttp``: the httpx API at about half httpcore's CPU per request). Both run
+every call under a deadline, retry only what ASAPP says is safe to retry, keep bursts
+under the spike limit, and make a create idempotent: a 409 for an id already saved
+returns that transfer instead of failing.
 """
 
 from __future__ import annotations
@@ -17,14 +18,18 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
+import aiohttp
 import httpx
+from httpx_aiohttp import HttpxAiohttpClient
 
 from adapter.config import GenAgentSettings
 from adapter.genagent.errors import (
+    ApiConnectionError,
     ApiTimeoutError,
     ConflictError,
     GenAgentError,
     InvalidRequestError,
+    TransportError,
 )
 from adapter.genagent.models import CallTransfer
 from adapter.genagent.protocol import (
@@ -211,7 +216,14 @@ class GenAgentClient(_ClientBase):
 
 
 class AsyncGenAgentClient(_ClientBase):
-    """asyncio client; create one per event loop and share it among all calls."""
+    """asyncio client; create one per event loop and share it among all calls.
+
+    Without ``transport`` its requests go over aiohttp (``httpx_aiohttp``), with what httpx
+    itself would use: the same TLS verification (``httpx.create_ssl_context``: certifi's CAs,
+    or SSL_CERT_FILE / SSL_CERT_DIR), the same proxies from the environment, the same pool
+    size; ``aclose()`` closes the aiohttp session. Whatever aiohttp raises ends as the
+    client's ApiConnectionError or ApiTimeoutError.
+    """
 
     def __init__(
         self,
@@ -223,7 +235,12 @@ class AsyncGenAgentClient(_ClientBase):
     ) -> None:
         super().__init__(settings, policy)
         self._limiter = AsyncRateLimiter(settings.max_requests_per_second, shared=shared_limit)
-        self._http = httpx.AsyncClient(transport=transport, **self._http_options())
+        # An injected transport (tests) is used as it is; otherwise AiohttpTransports, for
+        # the direct route and for each proxy the environment names, as httpx would.
+        self._http: httpx.AsyncClient = HttpxAiohttpClient(
+            transport=transport, **self._http_options()
+        )
+        self._auth = AsappAuth(settings.api_id, settings.api_secret)
 
     async def create_transfer(
         self, request: TransferRequest, *, deadline: DeadlineArg = None
@@ -254,21 +271,45 @@ class AsyncGenAgentClient(_ClientBase):
             try:
                 # The whole attempt is bounded here; httpx's timeout bounds each phase.
                 async with asyncio.timeout(timeout):
-                    response = await self._http.request(
-                        method, self._url(path), json=body, timeout=self._timeout_arg(timeout)
-                    )
+                    response = await self._send(method, self._url(path), body, timeout)
                 self._answered(method, path, response, started)
                 return interpret(response)
             except TimeoutError:
                 error: GenAgentError = ApiTimeoutError(f"no answer within {timeout:.2f} s")
                 self._unanswered(method, path, error, started)
-            except httpx.HTTPError as exc:
-                error = transport_error(exc, timeout)
+            except (httpx.HTTPError, aiohttp.ClientError, OSError) as exc:
+                error = _async_transport_error(exc, timeout)
                 self._unanswered(method, path, error, started)
             except GenAgentError as exc:
                 error = exc
             retry += 1
             await asyncio.sleep(self._after_failure(method, path, error, retry, deadline))
+
+    async def _send(
+        self, method: str, url: httpx.URL | str, body: dict[str, Any] | None, timeout: float
+    ) -> httpx.Response:
+        """What ``AsyncClient.request`` does for these requests, minus what they never use
+        (redirects, event hooks, cookies, a relative URL): the client's headers, the
+        credentials from its auth, a JSON body, the timeout, the transport (or proxy)
+        httpx picks for the URL; the whole answer read, the connection given back."""
+        http = self._http
+        request = httpx.Request(
+            method,
+            url,
+            headers=http.headers,
+            json=body,
+            extensions={
+                "timeout": {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
+            },
+        )
+        next(self._auth.auth_flow(request))  # sets the asapp-api-* headers
+        response = await http._transport_for_url(request.url).handle_async_request(request)
+        response.request = request
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+        return response
 
     async def aclose(self) -> None:
         """Close the connection pool."""
@@ -287,6 +328,26 @@ class AsyncGenAgentClient(_ClientBase):
 
     def __repr__(self) -> str:
         return f"AsyncGenAgentClient(base_url={self.settings.base_url!r})"
+
+
+def _async_transport_error(exc: BaseException, timeout: float) -> TransportError:
+    """A failed attempt of the async client as ApiTimeoutError or ApiConnectionError.
+
+    httpx_aiohttp turns some aiohttp errors into httpx's, not always the right one (a
+    connection the server closed comes out as a ConnectTimeout), and lets the others
+    through unchanged: the aiohttp (or OS) error, when there is one, decides.
+    """
+    cause = exc.__cause__ if isinstance(exc, httpx.HTTPError) else exc
+    if not isinstance(cause, aiohttp.ClientError | OSError):
+        if isinstance(exc, httpx.HTTPError):
+            return transport_error(exc, timeout)
+        cause = exc
+    if isinstance(cause, TimeoutError):  # aiohttp's ServerTimeoutError and its kinds
+        return ApiTimeoutError(f"no answer within {timeout:.2f} s ({type(cause).__name__})")
+    # One short line, without the URL a ClientResponseError carries (it names the transfer).
+    text = cause.message if isinstance(cause, aiohttp.ClientResponseError) else str(cause)
+    text = " ".join(str(text).split())[:200]
+    return ApiConnectionError(f"{type(cause).__name__}: {text}" if text else type(cause).__name__)
 
 
 def _check_transfer_id(transfer_id: Any) -> None:

@@ -14,6 +14,7 @@ from adapter.store.base import (
     Stored,
     StoreError,
     StoreUnavailableError,
+    WriteWouldWait,
 )
 from adapter.store.options import DEFAULT_STORE_URL, StoreOptions, read_store_url
 from adapter.store.redis import RedisCallStore
@@ -29,6 +30,7 @@ __all__ = [
     "StoreOptions",
     "StoreUnavailableError",
     "Stored",
+    "WriteWouldWait",
     "open_store",
     "read_store_url",
 ]

@@ -12,6 +12,7 @@ StoreError
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
@@ -27,6 +28,11 @@ class StaleWriteError(StoreError):
 
 class StoreUnavailableError(StoreError):
     """The backend cannot be reached or opened."""
+
+
+class WriteWouldWait(Exception):
+    """A write tried under ``CallStore.without_waiting`` found the lock taken: nothing
+    was written."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +51,13 @@ class CallStore(ABC):
 
     #: get() never waits on a lock or the network (an event loop may call it inline).
     local_reads: bool = False
+    #: create() and update() may be tried inline under without_waiting().
+    inline_writes: bool = False
+
+    def without_waiting(self) -> AbstractContextManager[None]:
+        """Inside, a write that would wait for another writer raises WriteWouldWait
+        instead, before writing anything (only where ``inline_writes``)."""
+        raise NotImplementedError
 
     @abstractmethod
     def get(self, call_id: str) -> Stored | None:

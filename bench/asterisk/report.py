@@ -260,8 +260,8 @@ def report(
         *rows,
         "",
         f"Also measured: hand-off to the dial Redirect, beyond the create's API time, p50 "
-        f"{to_dial.p50:.2f} ms, p99 {to_dial.p99:.2f} ms (Status, the GA_ Getvars, a store "
-        "write, two Setvars).",
+        f"{to_dial.p50:.2f} ms, p99 {to_dial.p99:.2f} ms (Status, the store's writes, the two "
+        "Setvars and the Redirect in one write).",
         "",
         "Diagnostic, not the verdict: *machine stalls* are moments when an idle thread of "
         f"the benchmark's own process woke up {STALL_MS:g} ms or more late; on this VM all "
