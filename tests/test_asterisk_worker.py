@@ -50,6 +50,22 @@ async def test_agent_route_end_to_end(sandbox: SandboxServer, tmp_path: Path) ->
 
 
 @async_test
+async def test_long_handoff_variables_arrive_as_getvar_would_read_them(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    # Asterisk answers at most 1,023 bytes of a variable: whole characters are kept here.
+    variables = {"GA_TASK": "billing", "GA_IV_ascii": "a" * 2000, "GA_IV_accents": "é" * 1000}
+    async with running_rig(sandbox, tmp_path) as rig:
+        caller = rig.caller(AgentLeg(output=AGENT), **variables)
+        caller.hand_off()
+        await caller.wait_until("genagent-agent", timeout=5)
+        [transfer] = await rig.transfers()
+    sent = transfer["inputContext"]["inputVariables"]
+    assert sent["ascii"] == "a" * 1023
+    assert sent["accents"] == "é" * 511  # 1,022 bytes: the 512th would end past byte 1,023
+
+
+@async_test
 async def test_system_route(sandbox: SandboxServer, tmp_path: Path) -> None:
     async with running_rig(sandbox, tmp_path) as rig:
         caller = rig.caller(AgentLeg(output=SYSTEM), GA_TASK="balance")

@@ -75,6 +75,7 @@ from adapter.flow import (
 )
 from adapter.flow.model import RouteKind
 from adapter.genagent import AsyncGenAgentClient
+from adapter.genagent.values import fit_utf8
 from adapter.observe.call_events import count_fallback
 from adapter.observe.metrics import AMI_EVENT_ACTION
 from adapter.store import CallStore, StoreError, open_store
@@ -343,12 +344,12 @@ class AsteriskWorker(CallSharing, SipReturnEvents):
         try:
             listed = await session.listed_variables(uniqueid)
             variables = dict(listed)
-            # Each value as Getvar would read it (the newest, 1,023 characters at most), from
-            # the Status answer: no Getvar round trip.
+            # Each value as Getvar would read it (the newest, at most 1,023 bytes, here cut
+            # at a character's boundary), from the Status answer: no Getvar round trip.
             context: dict[str, str] = {}
             for name, value in listed:
                 if name not in context and (name in CONTEXT_VARIABLES or name.startswith("GA_IV_")):
-                    context[name] = value[:GETVAR_MAX]
+                    context[name] = _as_getvar(value)
             # What an earlier hand-off's route set must not reach this one's route context.
             stale = [
                 name
@@ -526,3 +527,8 @@ class AsteriskWorker(CallSharing, SipReturnEvents):
 def _observe_action(event: str, received: float | None) -> None:
     if event and received is not None:
         AMI_EVENT_ACTION.labels(event).observe(time.monotonic() - received)
+
+
+def _as_getvar(value: str) -> str:
+    """``value`` cut to what Getvar answers: 1,023 bytes of UTF-8, whole characters."""
+    return value if len(value) * 4 <= GETVAR_MAX else fit_utf8(value, GETVAR_MAX)
