@@ -142,3 +142,17 @@ def test_warnings_become_json_lines_too() -> None:
 def test_ids_are_never_masked(call_id: str) -> None:
     entry = json.loads(JsonFormatter().format(record("x", call_id=call_id, transfer_id=call_id)))
     assert entry["call_id"] == entry["transfer_id"] == call_id
+
+
+def test_gunicorn_builds_no_access_log_line() -> None:
+    from gunicorn.config import Config
+    from gunicorn.glogging import Logger
+
+    from adapter.observe import gunicorn_hooks
+
+    config = Config()
+    config.set("logconfig_dict", gunicorn_hooks.logconfig_dict)
+    assert Logger(config).access_log_enabled  # gunicorn's own would build each line
+    quiet = gunicorn_hooks.logger_class(config)
+    assert quiet.access_log_enabled is False
+    quiet.access(None, None, {}, None)  # nothing is read from the request: nothing to build
