@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from panoramisk.message import Message
 
-from adapter.asterisk.connection import OneShotManager, _Protocol, parse_message
+from adapter.asterisk.connection import OneShotManager, _Protocol
+from adapter.asterisk.parsing import parse_message
 
 MESSAGES = [
     "Response: Success\r\nActionID: a-1\r\nMessage: Authentication accepted",

@@ -16,12 +16,12 @@ import ssl
 from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import unquote
 
 from panoramisk import Manager
 from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
+from adapter.asterisk.parsing import EOL, AmiMessage, PendingAnswer, parse_message
 from adapter.asterisk.settings import AmiSettings
 
 log = logging.getLogger("adapter.asterisk")
@@ -43,7 +43,6 @@ def tls_context(settings: AmiSettings) -> ssl.SSLContext | None:
 
 
 _END = "\r\n\r\n"
-_EOL = "\r\n"
 _EVENT = "Event: "
 _ACTION_ID = "ActionID: "
 # Events panoramisk itself acts on, whoever listens.
@@ -101,141 +100,6 @@ class OneShotManager(Manager):  # type: ignore[misc]
         return [name]
 
 
-class AmiMessage(Message):  # type: ignore[misc]
-    """panoramisk's Message (same headers, same case-insensitive reads), built straight
-    from the wire instead of header by header through MutableMapping.update."""
-
-    def get(self, key: str, default: Any = None) -> Any:
-        item = self._store.get(key.lower())
-        return default if item is None else item[1]
-
-    @property
-    def success(self) -> bool:
-        """An event, or a Success / Follows / Goodbye answer (as panoramisk's)."""
-        store = self._store
-        if "event" in store:
-            return True
-        item = store.get("response")
-        return item is not None and item[1] in self.success_responses
-
-
-_HAS_BODY = ("Response: Follows", "Response: Fail")
-
-
-def parse_message(text: str) -> AmiMessage | None:
-    """panoramisk's Message.from_line, to the same result: a repeated header becomes a
-    list, ``Result`` is unquoted, a Follows/Fail answer keeps its last line as content;
-    None unless there is an Event or a Response."""
-    lines = text.split(_EOL)
-    content = ""
-    if lines[0].startswith(_HAS_BODY):
-        content = lines.pop()
-        while not content and lines:
-            content = lines.pop()
-    # Straight into the case-insensitive store; a name met again in another case (never
-    # from Asterisk) takes panoramisk's own two steps instead.
-    store: dict[str, tuple[str, Any]] = {}
-    for line in lines:
-        key, sep, value = line.partition(": ")
-        if not sep:
-            continue
-        lower = key.lower()
-        if lower == "result":
-            value = unquote(value).strip()
-        old = store.get(lower)
-        if old is None:
-            store[lower] = (key, value)
-        elif old[0] != key:
-            return _parse_in_two_steps(lines, content)
-        elif isinstance(old[1], list):
-            old[1].append(value)
-        else:
-            store[lower] = (key, [old[1], value])
-    event, response = store.get("event"), store.get("response")
-    if (event is None or event[0] != "Event") and (response is None or response[0] != "Response"):
-        return None
-    return _message(store, content)
-
-
-def _parse_in_two_steps(lines: list[str], content: str) -> AmiMessage | None:
-    headers: dict[str, Any] = {}
-    for line in lines:
-        key, sep, value = line.partition(": ")
-        if not sep:
-            continue
-        if key.lower() == "result":
-            value = unquote(value).strip()
-        if key in headers:
-            old = headers[key]
-            if isinstance(old, list):
-                old.append(value)
-            else:
-                headers[key] = [old, value]
-        else:
-            headers[key] = value
-    if "Event" not in headers and "Response" not in headers:
-        return None
-    return _message({key.lower(): (key, value) for key, value in headers.items()}, content)
-
-
-def _message(store: dict[str, tuple[str, Any]], content: str) -> AmiMessage:
-    message: AmiMessage = AmiMessage.__new__(AmiMessage)
-    store["content"] = ("content", content)
-    message._store = store
-    message.manager = None
-    return message
-
-
-class _Pending:
-    """An action sent, and its answer as it arrives: panoramisk's Action, minus the
-    case-insensitive dict, the uuid and the re-send bookkeeping (no action is re-sent)."""
-
-    __slots__ = ("action", "future", "messages", "multi")
-
-    def __init__(self, action: Mapping[str, Any], future: asyncio.Future[Any]) -> None:
-        self.action = action
-        self.future = future
-        self.messages: list[AmiMessage] = []
-        self.multi: bool | None = None
-
-    def add(self, message: AmiMessage) -> bool:
-        """Take one message of the answer; True once the answer is complete."""
-        messages = self.messages
-        messages.append(message)
-        if self.multi is None:
-            self.multi = _is_list_answer(message, self.action)
-        if not self.multi:
-            if not self.future.done():
-                self.future.set_result(messages[0])
-            return True
-        if len(messages) > 1 and _ends_list(message):
-            if not self.future.done():
-                self.future.set_result(messages)
-            return True
-        return False
-
-
-def _is_list_answer(first: AmiMessage, action: Mapping[str, Any]) -> bool:
-    """Whether an action's first answer opens a list (panoramisk's Action.multi)."""
-    text = str(first.get("Message", "")).lower()
-    return (
-        first.get("SubEvent") == "Start"
-        or first.get("EventList") == "start"
-        or "will follow" in text
-        or (text.startswith("added") and text.endswith("to queue"))
-        or (text.endswith("successfully queued") and action.get("Async") != "false")
-    )
-
-
-def _ends_list(message: AmiMessage) -> bool:
-    """Whether a message ends a list answer (panoramisk's Action.completed)."""
-    return (
-        str(message.get("Event", "")).endswith("Complete")
-        or message.get("SubEvent") in ("End", "Exec")
-        or message.get("Response") in ("Success", "Error", "Fail", "Failure")
-    )
-
-
 class _Protocol(AMIProtocol):  # type: ignore[misc]
     """AMIProtocol wired to its manager as soon as TCP connects, before any byte arrives,
     that skips the events nobody handles before parsing them.
@@ -260,7 +124,7 @@ class _Protocol(AMIProtocol):  # type: ignore[misc]
         for action in actions:
             action_id = f"genagent-{next(self._ids)}"
             future: asyncio.Future[Any] = loop.create_future()
-            self.responses[action_id] = _Pending(action, future)
+            self.responses[action_id] = PendingAnswer(action, future)
             futures.append(future)
             lines: list[str] = []
             for key, value in action.items():
@@ -268,9 +132,9 @@ class _Protocol(AMIProtocol):  # type: ignore[misc]
                     lines.extend(f"{key}: {item}" for item in value)
                 elif key.lower() != "actionid":
                     lines.append(f"{key}: {value}")
-            lines += (f"ActionID: {action_id}", _EOL)
+            lines += (f"ActionID: {action_id}", EOL)
             try:
-                chunks.append(_EOL.join(lines).encode(encoding))
+                chunks.append(EOL.join(lines).encode(encoding))
             except UnicodeError:  # as panoramisk: logged, never answered (a timeout)
                 log.exception("cannot encode an AMI %s action", action.get("Action"))
         if chunks:
@@ -294,7 +158,7 @@ class _Protocol(AMIProtocol):  # type: ignore[misc]
         """panoramisk's data_received, minus the parse of unwanted events."""
         text = data.decode(getattr(self, "encoding", "ascii"), "ignore")
         if text.startswith("Asterisk Call Manager/") and getattr(self, "version", None) is None:
-            self.version: str | None = text.partition(_EOL)[0].partition("/")[2].strip()
+            self.version: str | None = text.partition(EOL)[0].partition("/")[2].strip()
         if self.queue:
             text = self.queue.popleft() + text
         chunks = text.split(_END)
@@ -329,7 +193,7 @@ def _unwanted(line: str, wanted: frozenset[str]) -> bool:
     """An event (not an action's answer) whose name is not in ``wanted``."""
     if not line.startswith(_EVENT):
         return False
-    end = line.find(_EOL)
+    end = line.find(EOL)
     name = line[len(_EVENT) : end if end >= 0 else len(line)].strip()
     return name not in wanted and name not in _ALWAYS_PARSED and _ACTION_ID not in line
 
