@@ -475,8 +475,10 @@ class FakeAsterisk:
         channel = self.pbx.find(name) if name else None
         if name and channel is None:
             return self._error(session, message, "No such channel")
-        # manager.c copies every result into a 1,024-byte buffer: 1,023 characters at most.
-        value = (self.pbx.read_variable(channel, variable) or "")[:GETVAR_MAX]
+        # manager.c copies every result into a 1,024-byte buffer: 1,023 bytes at most (a
+        # character cut in two is lost when the worker decodes the line).
+        raw = (self.pbx.read_variable(channel, variable) or "").encode()
+        value = raw[:GETVAR_MAX].decode("utf-8", "ignore")
         session.send(self._response(message, "Success", ("Variable", variable), ("Value", value)))
         return None
 
