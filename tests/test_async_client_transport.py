@@ -229,7 +229,7 @@ def test_aclose_closes_the_aiohttp_session() -> None:
 
 
 def test_the_error_of_an_aiohttp_failure_names_its_kind() -> None:
-    from adapter.genagent.client import _async_transport_error
+    from adapter.genagent.async_client import _async_transport_error
 
     disconnected = aiohttp.ServerDisconnectedError()
     mapped = httpx.ConnectTimeout("Server disconnected")

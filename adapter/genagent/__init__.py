@@ -3,7 +3,8 @@
 Knows nothing of phones: the Twilio and Asterisk fronts build on it.
 """
 
-from adapter.genagent.client import AsyncGenAgentClient, GenAgentClient
+from adapter.genagent.async_client import AsyncGenAgentClient
+from adapter.genagent.client import GenAgentClient
 from adapter.genagent.errors import (
     ApiConnectionError,
     ApiError,
