@@ -150,9 +150,15 @@ def test_gunicorn_builds_no_access_log_line() -> None:
 
     from adapter.observe import gunicorn_hooks
 
+    # An access log to stdout would be on for gunicorn's own logger class; loggers built
+    # here are closed again so that no other test sees their handlers.
     config = Config()
-    config.set("logconfig_dict", gunicorn_hooks.logconfig_dict)
-    assert Logger(config).access_log_enabled  # gunicorn's own would build each line
-    quiet = gunicorn_hooks.logger_class(config)
-    assert quiet.access_log_enabled is False
-    quiet.access(None, None, {}, None)  # nothing is read from the request: nothing to build
+    config.set("accesslog", "-")
+    theirs, quiet = Logger(config), gunicorn_hooks.logger_class(config)
+    try:
+        assert theirs.access_log_enabled  # gunicorn's own would build each line
+        assert quiet.access_log_enabled is False
+        quiet.access(None, None, {}, None)  # nothing is read from the request: nothing built
+    finally:
+        for name in ("gunicorn.error", "gunicorn.access"):
+            logging.getLogger(name).handlers.clear()
