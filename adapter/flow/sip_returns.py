@@ -34,7 +34,7 @@ from adapter.flow.sip_steps import for_leg, route_from_ga
 from adapter.genagent import Deadline
 from adapter.sip.refer import GaReturn, ga_return, parse_refer_to
 from adapter.sip.return_uri import split_transfer_id, transfer_id_in
-from adapter.store import StoreError
+from adapter.store import Stored, StoreError
 
 log = logging.getLogger("adapter.flow")
 
@@ -64,12 +64,7 @@ class SipReturns(ContextReads):
         sip-api: read the transfer's context and route by it."""
         target = parse_refer_to(refer_to)
         ga = ga_return(target.headers, truncated=target.truncated)
-        try:
-            stored = yield Load(call_id)
-        except StoreError as exc:
-            stored, why = None, f"the call store is unreachable ({type(exc).__name__})"
-        else:
-            why = "no state"
+        stored, why = yield from self._load(call_id)
         if stored is None:
             named = transfer_id_in(refer_to)
             parts = split_transfer_id(named) if named else None
@@ -99,12 +94,7 @@ class SipReturns(ContextReads):
         caller, through GenerativeAgent). ``attempt`` comes from the returnURI (None: the
         call's current one); ``headers`` are the INVITE's X-GA-* headers, if any."""
         ga = ga_return(headers)
-        try:
-            stored = yield Load(call_id)
-        except StoreError as exc:
-            stored, why = None, f"the call store is unreachable ({type(exc).__name__})"
-        else:
-            why = "no state"
+        stored, why = yield from self._load(call_id)
         if stored is None:
             return (yield from self._return_without_state(call_id, attempt, ga, why))
         record = CallRecord.from_json(stored.data)
@@ -139,6 +129,14 @@ class SipReturns(ContextReads):
             return self.route(record, route_from_ga(ga, attempt.transfer_id), None)
         step = yield from self.read_context(record, attempt, self._budget(), first=True)
         return for_leg(record, attempt, step)
+
+    def _load(self, call_id: str) -> Generator[Effect, Any, tuple[Stored | None, str]]:
+        """The call's record, or None and why there is none (no state, or no store)."""
+        try:
+            stored: Stored | None = yield Load(call_id)
+        except StoreError as exc:
+            return None, f"the call store is unreachable ({type(exc).__name__})"
+        return stored, "no state"
 
     def _return_without_state(
         self, call_id: str, attempt: int | None, ga: GaReturn, why: str

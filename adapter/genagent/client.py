@@ -14,7 +14,6 @@ from typing import Any, Self
 import httpx
 
 from adapter.config import GenAgentSettings
-from adapter.genagent.async_client import AsyncGenAgentClient
 from adapter.genagent.client_base import ClientBase, DeadlineArg, check_transfer_id
 from adapter.genagent.errors import ConflictError, GenAgentError
 from adapter.genagent.models import CallTransfer
@@ -28,8 +27,6 @@ from adapter.genagent.protocol import (
 from adapter.genagent.ratelimit import RateLimiter, SharedWindow
 from adapter.genagent.requests import TransferRequest
 from adapter.genagent.retry import Deadline, RetryPolicy
-
-__all__ = ["AsyncGenAgentClient", "GenAgentClient"]
 
 
 class GenAgentClient(ClientBase):

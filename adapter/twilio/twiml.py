@@ -75,37 +75,31 @@ class TwimlRenderer:
             self._to_agent(response, step)
         return str(response)
 
-    def _dial_agent_number(self, response: VoiceResponse, step: Dial) -> None:
+    def _transfer_dial(self, attempt: int, timeout: int) -> dict[str, object]:
+        """The <Dial> options of a transfer to GenerativeAgent."""
         # answerOnBridge: the caller hears ringing until GenerativeAgent answers, and
         # the caller's leg stays ours (supervised) because an action URL follows the dial.
         options: dict[str, object] = {
-            "action": action_url(step.attempt),
+            "action": action_url(attempt),
             "method": "POST",
-            "timeout": step.timeout,
+            "timeout": timeout,
             "answer_on_bridge": True,
         }
         if self.settings.hangup_on_star:
             options["hangup_on_star"] = True
         if self.settings.agent_time_limit:
             options["time_limit"] = self.settings.agent_time_limit
+        return options
+
+    def _dial_agent_number(self, response: VoiceResponse, step: Dial) -> None:
         number = dialable_number(step.number)
         if number is None:
             raise RenderError("the transfer number is not an E.164 number")
-        response.dial(**options).number(number)
+        response.dial(**self._transfer_dial(step.attempt, step.timeout)).number(number)
 
     def _dial_agent_sip(self, response: VoiceResponse, step: SipDial) -> None:
-        options: dict[str, object] = {
-            "action": action_url(step.attempt),
-            "method": "POST",
-            "timeout": step.timeout,
-            "answer_on_bridge": True,
-            "refer_url": refer_url(step.attempt),
-            "refer_method": "POST",
-        }
-        if self.settings.hangup_on_star:
-            options["hangup_on_star"] = True
-        if self.settings.agent_time_limit:
-            options["time_limit"] = self.settings.agent_time_limit
+        options = self._transfer_dial(step.attempt, step.timeout)
+        options.update(refer_url=refer_url(step.attempt), refer_method="POST")
         uri = sip_target(step)
         password = self.settings.sip_password
         credentials: dict[str, str] = {}
