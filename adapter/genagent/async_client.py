@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 import aiohttp
 import httpx
@@ -27,7 +27,7 @@ from adapter.genagent.errors import (
 from adapter.genagent.models import CallTransfer
 from adapter.genagent.protocol import (
     COLLECTION_PATH,
-    AsappAuth,
+    cap_answer,
     check_created,
     interpret,
     transfer_path,
@@ -63,7 +63,7 @@ class AsyncGenAgentClient(ClientBase):
         self._http: httpx.AsyncClient = HttpxAiohttpClient(
             transport=transport, **self._http_options()
         )
-        self._auth = AsappAuth(settings.api_id, settings.api_secret)
+        self._set_headers(self._http)
 
     async def create_transfer(
         self, request: TransferRequest, *, deadline: DeadlineArg = None
@@ -84,7 +84,7 @@ class AsyncGenAgentClient(ClientBase):
         return await self._call("GET", transfer_path(transfer_id), None, self._deadline(deadline))
 
     async def _call(
-        self, method: str, path: str, body: dict[str, Any] | None, deadline: Deadline
+        self, method: str, path: str, body: bytes | None, deadline: Deadline
     ) -> CallTransfer:
         retry = 0
         while True:
@@ -94,7 +94,7 @@ class AsyncGenAgentClient(ClientBase):
             try:
                 # The whole attempt is bounded here; httpx's timeout bounds each phase.
                 async with asyncio.timeout(timeout):
-                    response = await self._send(method, self._url(path), body, timeout)
+                    response = await self._send(self._request(method, path, body, timeout))
                 self._answered(method, path, response, started)
                 return interpret(response)
             except TimeoutError:
@@ -108,26 +108,12 @@ class AsyncGenAgentClient(ClientBase):
             retry += 1
             await asyncio.sleep(self._after_failure(method, path, error, retry, deadline))
 
-    async def _send(
-        self, method: str, url: httpx.URL | str, body: dict[str, Any] | None, timeout: float
-    ) -> httpx.Response:
-        """What ``AsyncClient.request`` does for these requests, minus what they never use
-        (redirects, event hooks, cookies, a relative URL): the client's headers, the
-        credentials from its auth, a JSON body, the timeout, the transport (or proxy)
-        httpx picks for the URL; the whole answer read, the connection given back."""
-        http = self._http
-        request = httpx.Request(
-            method,
-            url,
-            headers=http.headers,
-            json=body,
-            extensions={
-                "timeout": {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
-            },
-        )
-        next(self._auth.auth_flow(request))  # sets the asapp-api-* headers
-        response = await http._transport_for_url(request.url).handle_async_request(request)
+    async def _send(self, request: httpx.Request) -> httpx.Response:
+        """Straight to the transport (or proxy) httpx picks for the URL; the whole answer
+        read, the connection given back."""
+        response = await self._http._transport_for_url(request.url).handle_async_request(request)
         response.request = request
+        cap_answer(response, asynchronous=True)
         try:
             await response.aread()
         finally:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 import httpx
 
@@ -19,6 +19,7 @@ from adapter.genagent.errors import ConflictError, GenAgentError
 from adapter.genagent.models import CallTransfer
 from adapter.genagent.protocol import (
     COLLECTION_PATH,
+    cap_answer,
     check_created,
     interpret,
     transfer_path,
@@ -43,6 +44,7 @@ class GenAgentClient(ClientBase):
         super().__init__(settings, policy)
         self._limiter = RateLimiter(settings.max_requests_per_second, shared=shared_limit)
         self._http = httpx.Client(transport=transport, **self._http_options())
+        self._set_headers(self._http)
 
     def create_transfer(
         self, request: TransferRequest, *, deadline: DeadlineArg = None
@@ -62,18 +64,14 @@ class GenAgentClient(ClientBase):
         check_transfer_id(transfer_id)
         return self._call("GET", transfer_path(transfer_id), None, self._deadline(deadline))
 
-    def _call(
-        self, method: str, path: str, body: dict[str, Any] | None, deadline: Deadline
-    ) -> CallTransfer:
+    def _call(self, method: str, path: str, body: bytes | None, deadline: Deadline) -> CallTransfer:
         retry = 0
         while True:
             self._limiter.acquire(deadline)
             timeout = self._attempt_timeout(deadline)
             started = time.monotonic()
             try:
-                response = self._http.request(
-                    method, self._url(path), json=body, timeout=self._timeout_arg(timeout)
-                )
+                response = self._send(self._request(method, path, body, timeout))
                 self._answered(method, path, response, started)
                 return interpret(response)
             except httpx.HTTPError as exc:
@@ -83,6 +81,17 @@ class GenAgentClient(ClientBase):
                 error = exc
             retry += 1
             time.sleep(self._after_failure(method, path, error, retry, deadline))
+
+    def _send(self, request: httpx.Request) -> httpx.Response:
+        """Straight to the transport httpx picks for the URL; the whole answer read."""
+        response = self._http._transport_for_url(request.url).handle_request(request)
+        response.request = request
+        cap_answer(response)
+        try:
+            response.read()
+        finally:
+            response.close()
+        return response
 
     def close(self) -> None:
         """Close the connection pool."""

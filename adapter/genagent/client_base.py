@@ -7,7 +7,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
@@ -24,9 +24,6 @@ from adapter.genagent.requests import TransferRequest
 from adapter.genagent.retry import Deadline, RetryPolicy, as_deadline
 from adapter.genagent.telemetry import attempt_finished, request_failed, status_of
 
-if TYPE_CHECKING:
-    from httpx._client import UseClientDefault
-
 log = logging.getLogger("adapter.genagent")
 
 DeadlineArg = Deadline | float | None
@@ -42,22 +39,54 @@ class ClientBase:
         # Built once: every request would otherwise parse and merge its URL again.
         self._base = settings.base_url.rstrip("/")
         self._collection_url = httpx.URL(self._base + COLLECTION_PATH)
+        self._auth = AsappAuth(settings.api_id, settings.api_secret)
+        self._timeouts: dict[float, dict[str, float]] = {}
 
     def _http_options(self) -> dict[str, Any]:
         return {
-            "auth": AsappAuth(self.settings.api_id, self.settings.api_secret),
-            "headers": {"user-agent": USER_AGENT, "accept": "application/json"},
+            "auth": self._auth,
+            # identity: the answers are a few hundred bytes, and a compressed one could
+            # expand far past the body limit.
+            "headers": {
+                "user-agent": USER_AGENT,
+                "accept": "application/json",
+                "accept-encoding": "identity",
+            },
             "timeout": self.settings.attempt_timeout,
             "limits": httpx.Limits(max_connections=100, max_keepalive_connections=50),
         }
 
+    def _set_headers(self, client: httpx.Client | httpx.AsyncClient) -> None:
+        """The headers of each request, from the client's: set once the client is built."""
+        self._headers = list(client.headers.multi_items())
+        self._json_headers = [*self._headers, ("content-type", "application/json")]
+
+    def _request(self, method: str, path: str, body: bytes | None, timeout: float) -> httpx.Request:
+        """What ``Client.request`` would send, minus what these requests never use
+        (redirects, event hooks, cookies, a relative URL): the client's headers, the
+        credentials from its auth, the JSON body as encoded once, the timeout."""
+        request = httpx.Request(
+            method,
+            self._url(path),
+            headers=self._headers if body is None else self._json_headers,
+            content=body,
+            extensions={"timeout": self._timeout_extension(timeout)},
+        )
+        next(self._auth.auth_flow(request))  # sets the asapp-api-* headers
+        return request
+
+    def _timeout_extension(self, timeout: float) -> dict[str, float]:
+        # Usually the attempt timeout itself: one dict, built once.
+        cached = self._timeouts.get(timeout)
+        if cached is None:
+            cached = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
+            if timeout == self.settings.attempt_timeout:
+                self._timeouts[timeout] = cached
+        return cached
+
     def _url(self, path: str) -> httpx.URL:
         """The absolute URL of ``path`` under GA_API_BASE_URL (which may hold a prefix)."""
         return self._collection_url if path == COLLECTION_PATH else httpx.URL(self._base + path)
-
-    def _timeout_arg(self, timeout: float) -> float | UseClientDefault:
-        """The client's own timeout object unless the deadline leaves less time."""
-        return httpx.USE_CLIENT_DEFAULT if timeout >= self.settings.attempt_timeout else timeout
 
     def _deadline(self, value: DeadlineArg) -> Deadline:
         return as_deadline(value, self.settings.deadline)
@@ -103,10 +132,10 @@ class ClientBase:
         attempt_finished(method, path, status_of(error), time.monotonic() - started)
 
     @staticmethod
-    def _request_body(request: TransferRequest) -> dict[str, Any]:
-        if not hasattr(request, "to_json"):
+    def _request_body(request: TransferRequest) -> bytes:
+        if not hasattr(request, "encoded"):
             raise InvalidRequestError("create_transfer takes a PhoneNumber or Sip transfer request")
-        return request.to_json()
+        return request.encoded()
 
     @staticmethod
     def _check_same_conversation(request: TransferRequest, saved: CallTransfer) -> CallTransfer:

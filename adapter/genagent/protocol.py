@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Generator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -28,6 +28,8 @@ from adapter.genagent.retry import parse_retry_after
 
 COLLECTION_PATH = "/generativeagent/v1/call-transfers"
 USER_AGENT = f"genagent-adapter/{__version__}"
+#: The longest answer read: a call transfer is a few KiB even with a large outputContext.
+MAX_ANSWER_BYTES = 1024 * 1024
 
 
 def transfer_path(transfer_id: str) -> str:
@@ -55,6 +57,56 @@ class AsappAuth(httpx.Auth):
 
     def __repr__(self) -> str:
         return "AsappAuth(api_id=..., api_secret='***')"
+
+
+def cap_answer(
+    response: httpx.Response, *, asynchronous: bool = False, limit: int = MAX_ANSWER_BYTES
+) -> None:
+    """Make reading ``response`` raise MalformedResponseError past ``limit`` bytes."""
+    status = response.status_code
+
+    def too_long() -> MalformedResponseError:
+        return MalformedResponseError(
+            f"HTTP {status} with an answer longer than {limit} bytes", status=status
+        )
+
+    wrap = _AsyncCapped if asynchronous else _Capped
+    response.stream = wrap(response.stream, limit, too_long)
+
+
+_Error = Callable[[], MalformedResponseError]
+
+
+class _Capped(httpx.SyncByteStream):
+    def __init__(self, stream: Any, limit: int, error: _Error) -> None:
+        self._stream, self._limit, self._error = stream, limit, error
+
+    def __iter__(self) -> Iterator[bytes]:
+        size = 0
+        for chunk in self._stream:
+            size += len(chunk)
+            if size > self._limit:
+                raise self._error()
+            yield chunk
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+class _AsyncCapped(httpx.AsyncByteStream):
+    def __init__(self, stream: Any, limit: int, error: _Error) -> None:
+        self._stream, self._limit, self._error = stream, limit, error
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        size = 0
+        async for chunk in self._stream:
+            size += len(chunk)
+            if size > self._limit:
+                raise self._error()
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
 
 
 def interpret(response: httpx.Response) -> CallTransfer:

@@ -33,11 +33,17 @@ class PhoneNumberTransferRequest:
     task_name: str | None = None
     input_variables: Mapping[str, str] = field(default_factory=dict)
 
+    _body: bytes = field(init=False, repr=False, compare=False)
+
     def __post_init__(self) -> None:
         _check_common(self.id, self.external_conversation_id, self.task_name, self.input_variables)
         object.__setattr__(self, "country", _country(self.country))
         object.__setattr__(self, "input_variables", dict(self.input_variables))
-        _check_size(self.to_json())
+        object.__setattr__(self, "_body", _encoded(self.to_json()))
+
+    def encoded(self) -> bytes:
+        """The JSON body as sent: compact UTF-8, checked against MAX_BODY_BYTES."""
+        return self._body
 
     def to_json(self) -> dict[str, Any]:
         """The JSON body of POST /generativeagent/v1/call-transfers."""
@@ -62,6 +68,7 @@ class SipTransferRequest:
     return_invite_authentication: InviteAuthentication | None = None
     task_name: str | None = None
     input_variables: Mapping[str, str] = field(default_factory=dict)
+    _body: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _check_common(self.id, self.external_conversation_id, self.task_name, self.input_variables)
@@ -96,7 +103,11 @@ class SipTransferRequest:
                 raise InvalidRequestError(
                     "sip.returnInviteAuthentication needs a username and a password"
                 )
-        _check_size(self.to_json())
+        object.__setattr__(self, "_body", _encoded(self.to_json()))
+
+    def encoded(self) -> bytes:
+        """The JSON body as sent: compact UTF-8, checked against MAX_BODY_BYTES."""
+        return self._body
 
     def to_json(self) -> dict[str, Any]:
         """The JSON body of POST /generativeagent/v1/call-transfers."""
@@ -219,13 +230,14 @@ def _country(value: Any) -> str:
     return code
 
 
-def _check_size(body: Mapping[str, Any]) -> None:
-    # Measured as httpx sends it: compact UTF-8 JSON.
-    size = len(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode())
-    if size > MAX_BODY_BYTES:
+def _encoded(body: Mapping[str, Any]) -> bytes:
+    # Encoded once, as httpx would encode it: compact UTF-8 JSON.
+    data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    if len(data) > MAX_BODY_BYTES:
         raise InvalidRequestError(
-            f"the request body would be {size} bytes; the limit is {MAX_BODY_BYTES}"
+            f"the request body would be {len(data)} bytes; the limit is {MAX_BODY_BYTES}"
         )
+    return data
 
 
 def _json_str(body: Mapping[str, Any], key: str) -> str:

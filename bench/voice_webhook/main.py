@@ -200,7 +200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             bench.run_phase("warm-up", name, args.warmup)
         phases: list[Phase] = []
         for round_no in range(1, args.rounds + 1):
-            for name in ("baseline", "adapter"):
+            # ABBA: the machine's drift over a run weighs on both apps alike.
+            order = ("baseline", "adapter") if round_no % 2 else ("adapter", "baseline")
+            for name in order:
                 phases.append(bench.run_phase(str(round_no), name, args.duration))
         adapter_history = [p for p in bench.history if p.server == "adapter"]
         if store_server is None:
