@@ -97,6 +97,8 @@ def _routed(call: CallView, handoff: HandoffView) -> None:
     ROUTES.labels(kind).inc()
     if kind == "fallback":
         FALLBACKS.labels(fallback_reason(reason, handoff.attempts)).inc()
+    if not log.isEnabledFor(logging.INFO):
+        return
     last = handoff.attempts[-1] if handoff.attempts else None
     log.info(
         "call %s routed: %s",
@@ -116,6 +118,8 @@ def _routed(call: CallView, handoff: HandoffView) -> None:
 
 def _hung_up(call: CallView) -> None:
     ROUTES.labels("hangup").inc()
+    if not log.isEnabledFor(logging.INFO):
+        return
     handoff = call.current
     last = handoff.attempts[-1] if handoff and handoff.attempts else None
     log.info(

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AttemptView:
     """One transfer requested for the call."""
 
@@ -24,7 +24,7 @@ class AttemptView:
     detail: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class HandoffView:
     """One time the caller was handed to GenerativeAgent."""
 
@@ -35,7 +35,7 @@ class HandoffView:
     attempts: tuple[AttemptView, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CallView:
     """What an observer needs of a call record."""
 
