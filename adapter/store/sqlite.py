@@ -44,6 +44,9 @@ _LONGEST_PAUSE = 0.002
 
 T = TypeVar("T")
 
+# One index besides the key: every write updates each index, and this one serves the
+# worker's resync (active = 1), the history (each value of active, merged) and the purge.
+# Files made before it had a second index on updated_at alone, dropped on opening.
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS calls ("
     " call_id TEXT PRIMARY KEY,"
@@ -52,7 +55,16 @@ _SCHEMA = (
     " updated_at REAL NOT NULL,"
     " data TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS calls_active_updated_at ON calls (active, updated_at)",
-    "CREATE INDEX IF NOT EXISTS calls_updated_at ON calls (updated_at)",
+    "DROP INDEX IF EXISTS calls_updated_at",
+)
+# The history: the newest of each value of ``active`` (an index range each), merged, in
+# one statement so that a record changing meanwhile is seen once.
+_NEWEST = (
+    "SELECT * FROM (SELECT call_id, version, active, updated_at, data, rowid AS r FROM calls"
+    " WHERE active = {} AND updated_at >= ? ORDER BY updated_at DESC, rowid DESC LIMIT ?)"
+)
+_RECENT = (
+    f"{_NEWEST.format(1)} UNION ALL {_NEWEST.format(0)} ORDER BY updated_at DESC, r DESC LIMIT ?"
 )
 
 
@@ -169,15 +181,11 @@ class SQLiteCallStore(CallStore):
             raise ValueError(f"limit must not be negative, got {limit}")
         cutoff = -math.inf if since is None else since
         rows = self._run(
-            lambda conn: conn.execute(
-                "SELECT call_id, version, active, updated_at, data FROM calls"
-                " WHERE updated_at >= ? ORDER BY updated_at DESC, rowid DESC LIMIT ?",
-                (cutoff, limit),
-            ).fetchall()
+            lambda conn: conn.execute(_RECENT, (cutoff, limit, cutoff, limit, limit)).fetchall()
         )
         return [
             Stored(call_id, decode(call_id, text), int(version), bool(active), updated_at)
-            for call_id, version, active, updated_at, text in rows
+            for call_id, version, active, updated_at, text, _ in rows
         ]
 
     def purge(self, older_than_seconds: float) -> int:
@@ -187,7 +195,11 @@ class SQLiteCallStore(CallStore):
             )
         cutoff = time.time() - older_than_seconds
         deleted: int = self._write(
-            lambda conn: conn.execute("DELETE FROM calls WHERE updated_at < ?", (cutoff,)).rowcount
+            lambda conn: (
+                conn.execute(
+                    "DELETE FROM calls WHERE active IN (1, 0) AND updated_at < ?", (cutoff,)
+                ).rowcount
+            )
         )
         return deleted
 
