@@ -23,11 +23,10 @@ _UNCARRIABLE = re.compile("[\x00\ud800-\udfff]")
 
 def header_value(key: str, value: str) -> tuple[str, bool]:
     """``value`` fit for the AMI line ``key: value``, and whether it had to be cut."""
-    room = AMI_LINE_MAX - len(key) - 4  # "key: value\r\n"; names are ASCII
-    if value.isascii() and len(value) <= room and _is_one_line(value) and key.isascii():
+    room = AMI_LINE_MAX - len(f"{key}: \r\n".encode())
+    if value.isascii() and len(value) <= room and _is_one_line(value):
         return value, False  # nothing to replace, drop or cut (the usual value)
     clean = _UNCARRIABLE.sub("", _LINE_BREAK.sub(" ", value))
-    room = AMI_LINE_MAX - len(f"{key}: \r\n".encode())
     fitted = fit_utf8(clean, room)
     return fitted, len(fitted) < len(clean)
 

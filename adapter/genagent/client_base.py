@@ -40,7 +40,8 @@ class ClientBase:
         self._base = settings.base_url.rstrip("/")
         self._collection_url = httpx.URL(self._base + COLLECTION_PATH)
         self._auth = AsappAuth(settings.api_id, settings.api_secret)
-        self._timeouts: dict[float, dict[str, float]] = {}
+        # Nearly every attempt has the whole attempt timeout: one extension, built once.
+        self._full_timeout = _timeouts(settings.attempt_timeout)
 
     def _http_options(self) -> dict[str, Any]:
         return {
@@ -76,13 +77,9 @@ class ClientBase:
         return request
 
     def _timeout_extension(self, timeout: float) -> dict[str, float]:
-        # Usually the attempt timeout itself: one dict, built once.
-        cached = self._timeouts.get(timeout)
-        if cached is None:
-            cached = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
-            if timeout == self.settings.attempt_timeout:
-                self._timeouts[timeout] = cached
-        return cached
+        return (
+            self._full_timeout if timeout == self.settings.attempt_timeout else _timeouts(timeout)
+        )
 
     def _url(self, path: str) -> httpx.URL:
         """The absolute URL of ``path`` under GA_API_BASE_URL (which may hold a prefix)."""
@@ -146,6 +143,11 @@ class ClientBase:
                 code="409-conversation",
             )
         return check_created(request, saved)
+
+
+def _timeouts(seconds: float) -> dict[str, float]:
+    """httpx's timeout extension: every phase bounded by ``seconds``."""
+    return {"connect": seconds, "read": seconds, "write": seconds, "pool": seconds}
 
 
 def check_transfer_id(transfer_id: Any) -> None:

@@ -109,9 +109,7 @@ def _call_sid() -> str:
     return request.form["CallSid"]
 
 
-def _answer(
-    call_sid: str, event: str, decide: Callable[[], Step], current: TwilioFront | None = None
-) -> Response:
+def _answer(call_sid: str, event: str, decide: Callable[[], Step]) -> Response:
     """Run the flow and answer TwiML; any failure, rendering included, becomes the fallback."""
     call = safe_id(call_sid)
     try:
@@ -126,7 +124,7 @@ def _answer(
         )
         count_fallback(reason)
         step = fallback(f"internal error during {event}")
-    renderer = (current or front()).renderer
+    renderer = front().renderer
     try:
         document = renderer.render(step)
     except Exception:
@@ -167,7 +165,7 @@ def voice() -> Response:
         mode=mode,
         customer_id=request.args.get("customer") or None,
     )
-    return _answer(call_sid, "voice", lambda: current.flow.start(call), current)
+    return _answer(call_sid, "voice", lambda: current.flow.start(call))
 
 
 @twilio.post("/dial-result")
@@ -180,9 +178,8 @@ def dial_result() -> Response:
         log.warning("call %s: dial result without a valid attempt number", safe_id(call_sid))
         count_fallback("unknown-call")
         return _answer(call_sid, "dial result", lambda: fallback("dial result without attempt"))
-    current = front()
     return _answer(
-        call_sid, "dial result", lambda: current.flow.dial_ended(call_sid, attempt, result), current
+        call_sid, "dial result", lambda: front().flow.dial_ended(call_sid, attempt, result)
     )
 
 
