@@ -87,11 +87,17 @@ def create_app(
             app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops
         )
     store = store or open_store(settings.store_url, settings.store_options)
-    client = client or GenAgentClient(
-        settings.genagent,
-        shared_limit=shared_limit_for(store, settings.genagent.max_requests_per_second),
+    shared = None
+    if client is None:
+        shared = shared_limit_for(store, settings.genagent.max_requests_per_second)
+        client = GenAgentClient(settings.genagent, shared_limit=shared)
+    flow = TransferFlow(
+        client,
+        store,
+        settings.flow,
+        settings.router,
+        get_reserving=shared.get_reserving if shared else None,
     )
-    flow = TransferFlow(client, store, settings.flow, settings.router)
     app.extensions["genagent_flow"] = flow
     app.extensions["genagent_twilio"] = TwilioFront(settings.twilio, flow)
     app.register_blueprint(twilio)

@@ -132,11 +132,18 @@ class AsteriskWorker(CallSharing, SipReturnEvents, SessionStart):
             if self._store is None:
                 store.close()
             raise StartupError(str(exc)) from None
-        client = self._client or AsyncGenAgentClient(
-            self.settings.genagent,
-            shared_limit=shared_limit_for(store, self.settings.genagent.max_requests_per_second),
+        shared = None
+        client = self._client
+        if client is None:
+            shared = shared_limit_for(store, self.settings.genagent.max_requests_per_second)
+            client = AsyncGenAgentClient(self.settings.genagent, shared_limit=shared)
+        self.flow = AsyncTransferFlow(
+            client,
+            store,
+            self.settings.flow,
+            self.settings.router,
+            get_reserving=shared.get_reserving if shared else None,
         )
-        self.flow = AsyncTransferFlow(client, store, self.settings.flow, self.settings.router)
         keeper = asyncio.get_running_loop().create_task(self._keep_leases())
         delay = 0.5
         first_session = True

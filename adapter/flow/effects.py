@@ -39,9 +39,15 @@ class Pause:
 
 @dataclass(frozen=True, slots=True)
 class Load:
-    """Read a call's record; the result is a Stored or None."""
+    """Read a call's record; the result is a Stored or None.
+
+    ``api_within``: the flow will most likely call the API next, under a deadline of
+    at most this many seconds; a driver may reserve that request's rate-limit slot
+    along with the read.
+    """
 
     call_id: str
+    api_within: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

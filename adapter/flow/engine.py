@@ -16,7 +16,7 @@ from adapter.flow.logic import FlowRules
 from adapter.flow.model import CallRecord, CallStart, DialResult, Phase, Step
 from adapter.flow.policy import FlowPolicy
 from adapter.flow.routing import Router, default_router
-from adapter.genagent import AsyncGenAgentClient, GenAgentClient, GenAgentError
+from adapter.genagent import AsyncGenAgentClient, GenAgentClient, GenAgentError, StartSlot
 from adapter.observe.call_events import observe_save
 from adapter.store import CallStore, Stored, StoreError, WriteWouldWait
 
@@ -26,6 +26,9 @@ T = TypeVar("T")
 _Now = Callable[[], datetime]
 #: Called after each successful Save: (record as last read in that run or None, saved).
 SaveObserver = Callable[[dict[str, Any] | None, dict[str, Any]], None]
+#: Reads a call's record and reserves a start slot for the API request after it, in one
+#: round trip: (call id, the request's longest deadline) -> (record or None, slot).
+GetReserving = Callable[[str, float], tuple[Stored | None, StartSlot]]
 
 
 def _utc_now() -> datetime:
@@ -76,6 +79,20 @@ def _watch(
     return saved
 
 
+class _Run:
+    """What one run of a flow carries from one effect to the next."""
+
+    __slots__ = ("seen", "slot")
+
+    def __init__(self) -> None:
+        self.seen: dict[str, Any] | None = None  # the record as last read or written
+        self.slot: StartSlot | None = None  # reserved with the last Load, for the next call
+
+    def take_slot(self) -> StartSlot | None:
+        slot, self.slot = self.slot, None
+        return slot
+
+
 def _store_effect(store: CallStore, effect: Effect) -> Any:
     if isinstance(effect, Load):
         return store.get(effect.call_id)
@@ -99,12 +116,14 @@ class TransferFlow:
         sleep: Callable[[float], None] = time.sleep,
         now: _Now = _utc_now,
         observer: SaveObserver = observe_save,
+        get_reserving: GetReserving | None = None,
     ) -> None:
         self.client = client
         self.store = store
         self.rules = FlowRules(policy, router, now)
         self._sleep = sleep
         self._observer = observer
+        self._get_reserving = get_reserving
 
     @property
     def policy(self) -> FlowPolicy:
@@ -144,26 +163,33 @@ class TransferFlow:
 
     def _run(self, flow: Generator[Effect, Any, T]) -> T:
         outcome: _Outcome = (None, None)
-        seen: dict[str, Any] | None = None
+        run = _Run()
         while True:
             effect = _advance(flow, outcome)
             if not isinstance(effect, Effect):
                 return effect.value
             try:
-                outcome = (self._execute(effect), None)
+                outcome = (self._execute(effect, run), None)
             except (GenAgentError, StoreError) as exc:
                 outcome = (None, exc)
                 continue
-            seen = _watch(self._observer, effect, outcome[0], seen)
+            run.seen = _watch(self._observer, effect, outcome[0], run.seen)
 
-    def _execute(self, effect: Effect) -> Any:
+    def _execute(self, effect: Effect, run: _Run) -> Any:
         if isinstance(effect, CreateTransfer):
-            return self.client.create_transfer(effect.request, deadline=effect.deadline)
+            return self.client.create_transfer(
+                effect.request, deadline=effect.deadline, slot=run.take_slot()
+            )
         if isinstance(effect, GetTransfer):
-            return self.client.get_transfer(effect.transfer_id, deadline=effect.deadline)
+            return self.client.get_transfer(
+                effect.transfer_id, deadline=effect.deadline, slot=run.take_slot()
+            )
         if isinstance(effect, Pause):
             self._sleep(effect.seconds)
             return None
+        if isinstance(effect, Load) and effect.api_within and self._get_reserving:
+            stored, run.slot = self._get_reserving(effect.call_id, effect.api_within)
+            return stored
         return _store_effect(self.store, effect)
 
 
@@ -188,11 +214,13 @@ class AsyncTransferFlow:
         *,
         now: _Now = _utc_now,
         observer: SaveObserver = observe_save,
+        get_reserving: GetReserving | None = None,
     ) -> None:
         self.client = client
         self.store = store
         self.rules = FlowRules(policy, router, now)
         self._observer = observer
+        self._get_reserving = get_reserving
         self._store_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="call-store")
 
     @property
@@ -244,26 +272,35 @@ class AsyncTransferFlow:
 
     async def _run(self, flow: Generator[Effect, Any, T]) -> T:
         outcome: _Outcome = (None, None)
-        seen: dict[str, Any] | None = None
+        run = _Run()
         while True:
             effect = _advance(flow, outcome)
             if not isinstance(effect, Effect):
                 return effect.value
             try:
-                outcome = (await self._execute(effect), None)
+                outcome = (await self._execute(effect, run), None)
             except (GenAgentError, StoreError) as exc:
                 outcome = (None, exc)
                 continue
-            seen = _watch(self._observer, effect, outcome[0], seen)
+            run.seen = _watch(self._observer, effect, outcome[0], run.seen)
 
-    async def _execute(self, effect: Effect) -> Any:
+    async def _execute(self, effect: Effect, run: _Run) -> Any:
         if isinstance(effect, CreateTransfer):
-            return await self.client.create_transfer(effect.request, deadline=effect.deadline)
+            return await self.client.create_transfer(
+                effect.request, deadline=effect.deadline, slot=run.take_slot()
+            )
         if isinstance(effect, GetTransfer):
-            return await self.client.get_transfer(effect.transfer_id, deadline=effect.deadline)
+            return await self.client.get_transfer(
+                effect.transfer_id, deadline=effect.deadline, slot=run.take_slot()
+            )
         if isinstance(effect, Pause):
             await asyncio.sleep(effect.seconds)
             return None
+        if isinstance(effect, Load) and effect.api_within and self._get_reserving:
+            stored, run.slot = await self._on_store_thread(
+                self._get_reserving, effect.call_id, effect.api_within
+            )
+            return stored
         if isinstance(effect, Load) and self.store.local_reads:
             return _store_effect(self.store, effect)
         if isinstance(effect, Save) and self.store.inline_writes:

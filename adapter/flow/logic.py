@@ -85,7 +85,7 @@ class FlowRules(SipReturns):
     def start(self, call: CallStart) -> Generator[Effect, Any, Step]:
         """A caller is handed over: a new hand-off requests a transfer and says what to
         dial; a redelivered one gets the answer it got before, with no API call."""
-        stored = yield Load(call.call_id)
+        stored = yield Load(call.call_id, self.policy.create_deadline)
         if stored is None:
             record = CallRecord(
                 call_id=call.call_id,
@@ -106,8 +106,10 @@ class FlowRules(SipReturns):
     ) -> Generator[Effect, Any, Step]:
         """The front saw the dial of attempt ``attempt`` end with ``result``."""
         key = f"dial-{attempt}"
+        # Any ending but the caller's hang-up reads the transfer next.
+        api = None if result is DialResult.CALLER_HUNG_UP else self.policy.create_deadline
         try:
-            stored = yield Load(call_id)
+            stored = yield Load(call_id, api)
         except StoreError as exc:
             why = f"the call store is unreachable ({type(exc).__name__})"
             return (yield from self.without_state(call_id, attempt, result, why))

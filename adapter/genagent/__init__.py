@@ -36,7 +36,7 @@ from adapter.genagent.models import (
     TransferStatus,
     TransferType,
 )
-from adapter.genagent.ratelimit import SharedWindow
+from adapter.genagent.ratelimit import SharedWindow, StartSlot
 from adapter.genagent.requests import (
     PhoneNumberTransferRequest,
     SipTransferRequest,
@@ -74,6 +74,7 @@ __all__ = [
     "SharedWindow",
     "SipSettings",
     "SipTransferRequest",
+    "StartSlot",
     "TransferKind",
     "TransferRequest",
     "TransferStatus",

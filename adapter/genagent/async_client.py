@@ -33,7 +33,7 @@ from adapter.genagent.protocol import (
     transfer_path,
     transport_error,
 )
-from adapter.genagent.ratelimit import AsyncRateLimiter, SharedWindow
+from adapter.genagent.ratelimit import AsyncRateLimiter, SharedWindow, StartSlot
 from adapter.genagent.requests import TransferRequest
 from adapter.genagent.retry import Deadline, RetryPolicy
 
@@ -66,29 +66,42 @@ class AsyncGenAgentClient(ClientBase):
         self._set_headers(self._http)
 
     async def create_transfer(
-        self, request: TransferRequest, *, deadline: DeadlineArg = None
+        self,
+        request: TransferRequest,
+        *,
+        deadline: DeadlineArg = None,
+        slot: StartSlot | None = None,
     ) -> CallTransfer:
-        """POST a new call transfer; a 409 for the same id returns the saved transfer."""
+        """POST a new call transfer; a 409 for the same id returns the saved transfer.
+        ``slot``: a start reserved ahead for this request (see ratelimit.StartSlot)."""
         body = self._request_body(request)
         limit = self._deadline(deadline)
         try:
-            created = await self._call("POST", COLLECTION_PATH, body, limit)
+            created = await self._call("POST", COLLECTION_PATH, body, limit, slot)
         except ConflictError:
             saved = await self._call("GET", transfer_path(request.id), None, limit)
             return self._check_same_conversation(request, saved)
         return check_created(request, created)
 
-    async def get_transfer(self, transfer_id: str, *, deadline: DeadlineArg = None) -> CallTransfer:
-        """GET one call transfer by id."""
+    async def get_transfer(
+        self, transfer_id: str, *, deadline: DeadlineArg = None, slot: StartSlot | None = None
+    ) -> CallTransfer:
+        """GET one call transfer by id (``slot``: as for ``create_transfer``)."""
         check_transfer_id(transfer_id)
-        return await self._call("GET", transfer_path(transfer_id), None, self._deadline(deadline))
+        path = transfer_path(transfer_id)
+        return await self._call("GET", path, None, self._deadline(deadline), slot)
 
     async def _call(
-        self, method: str, path: str, body: bytes | None, deadline: Deadline
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        deadline: Deadline,
+        slot: StartSlot | None = None,
     ) -> CallTransfer:
         retry = 0
         while True:
-            await self._limiter.acquire(deadline)
+            await self._limiter.acquire(deadline, None if retry else slot)
             timeout = self._attempt_timeout(deadline)
             started = time.monotonic()
             try:

@@ -25,7 +25,7 @@ from adapter.genagent.protocol import (
     transfer_path,
     transport_error,
 )
-from adapter.genagent.ratelimit import RateLimiter, SharedWindow
+from adapter.genagent.ratelimit import RateLimiter, SharedWindow, StartSlot
 from adapter.genagent.requests import TransferRequest
 from adapter.genagent.retry import Deadline, RetryPolicy
 
@@ -47,27 +47,42 @@ class GenAgentClient(ClientBase):
         self._set_headers(self._http)
 
     def create_transfer(
-        self, request: TransferRequest, *, deadline: DeadlineArg = None
+        self,
+        request: TransferRequest,
+        *,
+        deadline: DeadlineArg = None,
+        slot: StartSlot | None = None,
     ) -> CallTransfer:
-        """POST a new call transfer; a 409 for the same id returns the saved transfer."""
+        """POST a new call transfer; a 409 for the same id returns the saved transfer.
+        ``slot``: a start reserved ahead for this request (see ratelimit.StartSlot)."""
         body = self._request_body(request)
         limit = self._deadline(deadline)
         try:
-            created = self._call("POST", COLLECTION_PATH, body, limit)
+            created = self._call("POST", COLLECTION_PATH, body, limit, slot)
         except ConflictError:
             saved = self._call("GET", transfer_path(request.id), None, limit)
             return self._check_same_conversation(request, saved)
         return check_created(request, created)
 
-    def get_transfer(self, transfer_id: str, *, deadline: DeadlineArg = None) -> CallTransfer:
-        """GET one call transfer by id."""
+    def get_transfer(
+        self, transfer_id: str, *, deadline: DeadlineArg = None, slot: StartSlot | None = None
+    ) -> CallTransfer:
+        """GET one call transfer by id (``slot``: as for ``create_transfer``)."""
         check_transfer_id(transfer_id)
-        return self._call("GET", transfer_path(transfer_id), None, self._deadline(deadline))
+        path = transfer_path(transfer_id)
+        return self._call("GET", path, None, self._deadline(deadline), slot)
 
-    def _call(self, method: str, path: str, body: bytes | None, deadline: Deadline) -> CallTransfer:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        deadline: Deadline,
+        slot: StartSlot | None = None,
+    ) -> CallTransfer:
         retry = 0
         while True:
-            self._limiter.acquire(deadline)
+            self._limiter.acquire(deadline, None if retry else slot)
             timeout = self._attempt_timeout(deadline)
             started = time.monotonic()
             try:

@@ -88,7 +88,8 @@ return deleted
 log = logging.getLogger("adapter.store.redis")
 
 _PAGE = 200
-_FIELDS = ("v", "a", "t", "d")
+#: A record's hash fields, in the order ``read_record`` takes them.
+RECORD_FIELDS = ("v", "a", "t", "d")
 
 
 class RedisCallStore(CallStore):
@@ -131,9 +132,11 @@ class RedisCallStore(CallStore):
 
     def get(self, call_id: str) -> Stored | None:
         check_id(call_id)
-        with self._use():
-            fields = cast(list[str | None], self._redis.hmget(self._key(call_id), *_FIELDS))
-        return _record(call_id, fields)
+        with self.errors():
+            fields = cast(
+                list[str | None], self._redis.hmget(self.record_key(call_id), *RECORD_FIELDS)
+            )
+        return read_record(call_id, fields)
 
     def create(self, call_id: str, data: dict[str, Any], *, active: bool = True) -> Stored:
         return self._save("create", call_id, data, 0, active)
@@ -148,7 +151,7 @@ class RedisCallStore(CallStore):
         if limit == 0:
             return []
         cutoff = time.time() - self.options.retention_seconds
-        with self._use():
+        with self.errors():
             ids = cast(
                 list[str],
                 self._redis.zrangebyscore(self._active_key, cutoff, "+inf", start=0, num=limit),
@@ -162,7 +165,7 @@ class RedisCallStore(CallStore):
         found: dict[str, Stored] = {}
         offset = 0
         while len(found) < limit:
-            with self._use():
+            with self.errors():
                 ids = cast(
                     list[str],
                     self._redis.zrevrangebyscore(
@@ -173,13 +176,13 @@ class RedisCallStore(CallStore):
                     break
                 pipe = self._redis.pipeline(transaction=False)
                 for call_id in ids:
-                    pipe.hmget(self._key(call_id), *_FIELDS)
+                    pipe.hmget(self.record_key(call_id), *RECORD_FIELDS)
                 rows = pipe.execute()
             offset += len(ids)
             # A record may have expired before its index entry was trimmed: skip it. One
             # written again between two pages may come twice: keep its newest state.
             for call_id, fields in zip(ids, rows, strict=True):
-                record = _record(call_id, fields)
+                record = read_record(call_id, fields)
                 if record is not None and (
                     call_id not in found or found[call_id].updated_at < record.updated_at
                 ):
@@ -195,9 +198,9 @@ class RedisCallStore(CallStore):
                 f"older_than_seconds must be a finite number >= 0, got {older_than_seconds}"
             )
         cutoff = time.time() - older_than_seconds
-        with self._use():
+        with self.errors():
             deleted = self._purge(
-                keys=[self._active_key, self._recent_key], args=[repr(cutoff), self._key("")]
+                keys=[self._active_key, self._recent_key], args=[repr(cutoff), self.record_key("")]
             )
         return int(deleted)
 
@@ -223,9 +226,9 @@ class RedisCallStore(CallStore):
             repr(now - self.options.retention_seconds),
             call_id,
         ]
-        with self._use():
+        with self.errors():
             outcome, version = self._write(
-                keys=[self._key(call_id), self._active_key, self._recent_key], args=args
+                keys=[self.record_key(call_id), self._active_key, self._recent_key], args=args
             )
         if outcome == "exists":
             raise StaleWriteError(f"call {call_id!r} already exists")
@@ -235,12 +238,14 @@ class RedisCallStore(CallStore):
             raise StaleWriteError(f"call {call_id!r} is at version {version}, not {expected}")
         return Stored(call_id, json.loads(text), int(version), active, now)
 
-    def _key(self, call_id: str) -> str:
+    def record_key(self, call_id: str) -> str:
+        """The key of a call's record hash."""
         return f"{self.prefix}call:{call_id}"
 
     @contextmanager
-    def _use(self) -> Iterator[None]:
-        """Redis errors become StoreErrors naming the kind of failure only."""
+    def errors(self) -> Iterator[None]:
+        """Redis errors become StoreErrors naming the kind of failure only (for any use of
+        the store's client)."""
         if self._closed:
             raise StoreError("the Redis call store is closed")
         try:
@@ -254,7 +259,8 @@ class RedisCallStore(CallStore):
             raise StoreUnavailableError(f"the Redis call store failed: {exc}") from None
 
 
-def _record(call_id: str, fields: list[str | None]) -> Stored | None:
+def read_record(call_id: str, fields: list[str | None]) -> Stored | None:
+    """The record whose RECORD_FIELDS were read as ``fields``; None if there is none."""
     version, active, written, text = fields
     if version is None or active is None or written is None or text is None:
         return None

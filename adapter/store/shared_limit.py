@@ -9,6 +9,11 @@ more than N starts in any window, not a token bucket that lets a burst through.
 When Redis cannot be reached, each process falls back to its own in-memory window of N
 per second (one warning per outage): the deployment may then start up to N times the
 number of processes per second, which ASAPP answers with 429s that the client retries.
+
+A flow event that reads the call's record and then calls the API reads the record and
+reserves the request's slot in one script (``get_reserving``): one round trip instead of
+two. Should the record show that no request is needed after all (a redelivered webhook),
+the slot goes unused: the limit is then only stricter, never looser.
 """
 
 from __future__ import annotations
@@ -20,35 +25,52 @@ import uuid
 
 import redis
 
-from adapter.genagent.ratelimit import SlidingWindow
-from adapter.store.base import CallStore
-from adapter.store.redis import RedisCallStore
+from adapter.genagent.ratelimit import SlidingWindow, StartSlot
+from adapter.store.base import CallStore, Stored
+from adapter.store.codec import check_id
+from adapter.store.redis import RECORD_FIELDS, RedisCallStore, read_record
 
 log = logging.getLogger("adapter.store.shared_limit")
 
-# KEYS: the window. ARGV: limit, window (µs), latest acceptable delay (µs), member.
-# Returns the delay in µs before the reserved start, or -1 if it would be too late.
-_RESERVE = """
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-local limit = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-local count = redis.call('ZCARD', KEYS[1])
-if count > limit then
-  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, count - limit - 1)
-  count = limit
+# reserve(window key, limit, window µs, latest acceptable delay µs, member): the delay in
+# µs before the reserved start, or -1 if it would be too late.
+_RESERVE_FUNCTION = """
+local function reserve(key, limit, window, latest, member)
+  local clock = redis.call('TIME')
+  local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+  local count = redis.call('ZCARD', key)
+  if count > limit then
+    redis.call('ZREMRANGEBYRANK', key, 0, count - limit - 1)
+    count = limit
+  end
+  local start = now
+  if count == limit then
+    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    start = math.max(now, tonumber(oldest[2]) + window)
+  end
+  if start > now + latest then return -1 end
+  redis.call('ZADD', key, start, member)
+  if count == limit then redis.call('ZREMRANGEBYRANK', key, 0, 0) end
+  redis.call('PEXPIRE', key, math.floor((start - now + window) / 1000) + 1000)
+  return start - now
 end
-local start = now
-if count == limit then
-  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  start = math.max(now, tonumber(oldest[2]) + window)
-end
-if start > now + tonumber(ARGV[3]) then return -1 end
-redis.call('ZADD', KEYS[1], start, ARGV[4])
-if count == limit then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, 0) end
-redis.call('PEXPIRE', KEYS[1], math.floor((start - now + window) / 1000) + 1000)
-return start - now
 """
+# KEYS: the window. ARGV: limit, window (µs), latest acceptable delay (µs), member.
+_RESERVE = (
+    _RESERVE_FUNCTION
+    + "return reserve(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4])"
+)
+# KEYS: a call's record, the window. ARGV: as _RESERVE. The record's fields (as
+# RedisCallStore.get reads them), then the delay.
+_GET_AND_RESERVE = (
+    _RESERVE_FUNCTION
+    + f"local got = redis.call('HMGET', KEYS[1], {', '.join(map(repr, RECORD_FIELDS))})"
+    + """
+table.insert(got, reserve(KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]),
+  ARGV[4]))
+return got
+"""
+)
 
 # Between a slot's reservation and the request leaving lie a Redis answer, a wake-up and
 # a thread switch, up to tens of milliseconds on a busy machine; a window 10% longer keeps
@@ -57,13 +79,16 @@ SAFETY_MARGIN = 0.1
 
 
 class RedisRateWindow:
-    """A SharedWindow in Redis, falling back to a per-process window when Redis is out."""
+    """A SharedWindow in the Redis of a call store, falling back to a per-process window
+    when Redis is out."""
 
-    def __init__(self, client: redis.Redis, key: str, per_second: int) -> None:
+    def __init__(self, store: RedisCallStore, key: str, per_second: int) -> None:
         self.key = key
         self.per_second = per_second
+        self._store = store
         self._window_us = int((1.0 + SAFETY_MARGIN) * 1_000_000)
-        self._reserve = client.register_script(_RESERVE)
+        self._reserve = store.client.register_script(_RESERVE)
+        self._get_and_reserve = store.client.register_script(_GET_AND_RESERVE)
         self._fallback = SlidingWindow(per_second, 1.0 + SAFETY_MARGIN)
         self._lock = threading.Lock()
         self._outage = False
@@ -71,18 +96,31 @@ class RedisRateWindow:
     def reserve_delay(self, within: float) -> float | None:
         """Seconds to wait for the reserved start, or None if it is over ``within`` away."""
         try:
-            delay_us = int(
-                self._reserve(
-                    keys=[self.key],
-                    args=[self.per_second, self._window_us, int(within * 1e6), uuid.uuid4().hex],
-                )
-            )
+            delay_us = int(self._reserve(keys=[self.key], args=self._args(within)))
         except redis.RedisError as exc:
             return self._reserve_locally(within, exc)
         if self._outage:
             self._outage = False
             log.info("GenerativeAgent rate limit: Redis is back, the limit is shared again")
         return None if delay_us < 0 else delay_us / 1e6
+
+    def get_reserving(self, call_id: str, within: float) -> tuple[Stored | None, StartSlot]:
+        """The call's record (as ``RedisCallStore.get``) and a start slot reserved for the
+        API request that follows, in one round trip; StoreUnavailableError if Redis
+        cannot be reached (the client then reserves its slot itself)."""
+        check_id(call_id)
+        keys = [self._store.record_key(call_id), self.key]
+        with self._store.errors():
+            answer = self._get_and_reserve(keys=keys, args=self._args(within))
+        *fields, delay_us = answer
+        if self._outage:
+            self._outage = False
+            log.info("GenerativeAgent rate limit: Redis is back, the limit is shared again")
+        slot = StartSlot.after(None if int(delay_us) < 0 else int(delay_us) / 1e6)
+        return read_record(call_id, fields), slot
+
+    def _args(self, within: float) -> list[int | str]:
+        return [self.per_second, self._window_us, int(within * 1e6), uuid.uuid4().hex]
 
     def _reserve_locally(self, within: float, exc: redis.RedisError) -> float | None:
         if not self._outage:
@@ -102,5 +140,5 @@ class RedisRateWindow:
 def shared_limit_for(store: CallStore, per_second: int) -> RedisRateWindow | None:
     """The deployment-wide window when the store is Redis; None (per-process) otherwise."""
     if isinstance(store, RedisCallStore):
-        return RedisRateWindow(store.client, f"{store.prefix}ga-api-starts", per_second)
+        return RedisRateWindow(store, f"{store.prefix}ga-api-starts", per_second)
     return None
