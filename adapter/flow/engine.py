@@ -187,7 +187,7 @@ class TransferFlow:
         if isinstance(effect, Pause):
             self._sleep(effect.seconds)
             return None
-        if isinstance(effect, Load) and effect.api_within and self._get_reserving:
+        if isinstance(effect, Load) and effect.api_within is not None and self._get_reserving:
             stored, run.slot = self._get_reserving(effect.call_id, effect.api_within)
             return stored
         return _store_effect(self.store, effect)
@@ -296,7 +296,7 @@ class AsyncTransferFlow:
         if isinstance(effect, Pause):
             await asyncio.sleep(effect.seconds)
             return None
-        if isinstance(effect, Load) and effect.api_within and self._get_reserving:
+        if isinstance(effect, Load) and effect.api_within is not None and self._get_reserving:
             stored, run.slot = await self._on_store_thread(
                 self._get_reserving, effect.call_id, effect.api_within
             )
