@@ -1,13 +1,13 @@
-"""Count, per voice webhook, the CPU instructions and system calls of the floor and the
-adapter: the same work every run, however busy the machine.
+"""Count, per webhook (voice, or dial result), the CPU instructions and system calls of
+the floor and the adapter: the same work every run, however busy the machine.
 
 The driver (``driver.py``) runs in one process twice per app, with ``--base`` webhooks
 and with ``--base`` + ``--calls``: the difference, divided by ``--calls``, is what one
-webhook costs, start-up and imports cancelled out. Instructions are counted by
-valgrind's callgrind (every user-space instruction of the process: Python, SQLite,
-OpenSSL...; not the kernel's), system calls by ``strace -f -c``. The sandbox runs
-outside both, under gunicorn; the Redis runs use a private redis-server, whose own work
-is not counted.
+webhook costs, start-up, imports and the dial result's preparation cancelled out.
+Instructions are counted by valgrind's callgrind (every user-space instruction of the
+process: Python, SQLite, OpenSSL...; not the kernel's), system calls by ``strace -f -c``.
+The sandbox runs outside both, under gunicorn; the Redis runs use a private
+redis-server, whose own work is not counted.
 """
 
 from __future__ import annotations
@@ -37,7 +37,10 @@ from bench.voice_webhook.processes import (
 )
 from bench.voice_webhook.webhooks import AUTH_TOKEN
 
-RESULTS = REPO / "bench" / "results" / "webhook_work.md"
+RESULTS = {
+    "voice": REPO / "bench" / "results" / "webhook_work.md",
+    "dial-result": REPO / "bench" / "results" / "webhook_work_dial_result.md",
+}
 _COLLECTED = re.compile(rb"Collected : (\d+)")
 _STRACE_ROW = re.compile(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$")
 
@@ -56,17 +59,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--calls", type=int, default=200, help="webhooks counted (200)")
     parser.add_argument("--base", type=int, default=50, help="webhooks of the shorter run (50)")
     parser.add_argument("--store", choices=("sqlite", "redis", "both"), default="both")
-    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--path", choices=("voice", "dial-result"), default="voice")
+    parser.add_argument("--results", type=Path, help="the report (bench/results/webhook_work*.md)")
     args = parser.parse_args(argv)
     if args.calls < 1 or args.base < 1:
         parser.error("--calls and --base must be at least 1")
+    args.results = args.results or RESULTS[args.path]
     return args
 
 
 def run_driver(prefix: list[str], which: str, count: int, env: dict[str, str]) -> bytes:
     """The driver under ``prefix`` (valgrind or strace); its stderr."""
-    tag = uuid.uuid4().hex
-    cmd = [*prefix, sys.executable, "-m", "bench.webhook_work.driver", which, str(count), tag]
+    tag = uuid.uuid4().hex[:12]
+    path, setup = env["WORK_PATH"], env["WORK_SETUP"]
+    driver = [sys.executable, "-m", "bench.webhook_work.driver", path, which, str(count)]
+    cmd = [*prefix, *driver, tag, setup]
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, timeout=1800)
     if done.returncode != 0:
         raise BenchError(
@@ -114,12 +121,14 @@ def report(works: list[Work], args: argparse.Namespace, started: str) -> str:
     floor = works[0].instructions
     valgrind = subprocess.run(["valgrind", "--version"], capture_output=True, text=True)
     lines = [
-        "## Voice webhook: work per webhook, counted",
+        f"## {'Voice webhook' if args.path == 'voice' else 'Dial result'}: work per webhook,"
+        " counted",
         "",
         f"Run {started} UTC, {platform.machine()}, Python {platform.python_version()}, "
         f"{valgrind.stdout.strip()}. "
-        f"Command: `python3 bench/webhook_work.py --calls {args.calls} --base {args.base} "
-        f"--store {args.store}`. One process per count, the Flask test client, the sandbox "
+        f"Command: `python3 bench/webhook_work.py --path {args.path} --calls {args.calls} "
+        f"--base {args.base} --store {args.store}`. One process per count, the Flask test "
+        "client, the sandbox "
         "under gunicorn outside the count; per webhook = (run of "
         f"{args.base + args.calls} - run of {args.base}) / {args.calls}.",
         "",
@@ -175,7 +184,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "PYTHONHASHSEED": "0",  # the same dict layouts in every run
             }
         )
-        works = [measure("floor (`bench/baseline_app.py`)", "floor", common, args, tmp)]
+        # The floor keeps no state; its dial results' templates go through an adapter.
+        scratch = {"STORE_URL": f"sqlite:///{tmp / 'templates.sqlite3'}"}
+        works = [measure("floor", "floor", {**common, **scratch}, args, tmp)]
         if args.store in ("sqlite", "both"):
             store = {"STORE_URL": f"sqlite:///{tmp / 'calls.sqlite3'}"}
             works.append(measure("adapter, SQLite", "adapter", {**common, **store}, args, tmp))
