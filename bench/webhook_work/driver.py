@@ -62,9 +62,11 @@ def dial_result_requests(
     mounts = {BASE: httpx.WSGITransport(app=app)}
     with httpx.Client(mounts=mounts, timeout=30) as http:
         prep = DialResultPrep(http, sandbox, os.environ["STORE_URL"], store_options)
-        templates = prep.templates(BASE, f"{tag}t")
+        templates = prep.templates(BASE, tag)  # hex, as CallSids need
         sids = [sid_of(tag, index) for index in range(setup)]
         prep.copy_records(templates, sids)
+    # Its checkpoint thread would go on working, a second at a time, in the floor's count.
+    app.extensions["genagent_flow"].store.close()
     requests = []
     for index in range(count):
         transfer_id = templates[index % len(templates)][1]

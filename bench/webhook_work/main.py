@@ -68,53 +68,53 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def run_driver(prefix: list[str], which: str, count: int, env: dict[str, str]) -> bytes:
-    """The driver under ``prefix`` (valgrind or strace); its stderr."""
-    tag = uuid.uuid4().hex[:12]
-    path, setup = env["WORK_PATH"], env["WORK_SETUP"]
-    driver = [sys.executable, "-m", "bench.webhook_work.driver", path, which, str(count)]
-    cmd = [*prefix, *driver, tag, setup]
-    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, timeout=1800)
-    if done.returncode != 0:
-        raise BenchError(
-            f"{which} x{count} failed:\n{done.stderr.decode(errors='replace')[-2000:]}"
-        )
-    return done.stderr
+@dataclass
+class Runner:
+    """Runs the driver for one app of one path, in an environment of its own."""
+
+    which: str
+    env: dict[str, str]
+    args: argparse.Namespace
+    tmp: Path
+
+    def driver(self, prefix: list[str], count: int) -> bytes:
+        """The driver under ``prefix`` (valgrind or strace); its stderr."""
+        setup = self.args.base + self.args.calls  # the same in every run: it cancels out
+        cmd = [*prefix, sys.executable, "-m", "bench.webhook_work.driver", self.args.path]
+        cmd += [self.which, str(count), uuid.uuid4().hex[:12], str(setup)]
+        done = subprocess.run(cmd, cwd=REPO, env=self.env, capture_output=True, timeout=1800)
+        if done.returncode != 0:
+            tail = done.stderr.decode(errors="replace")[-2000:]
+            raise BenchError(f"{self.which} x{count} failed:\n{tail}")
+        return done.stderr
+
+    def instructions(self, count: int) -> int:
+        err = self.driver(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"], count)
+        found = _COLLECTED.search(err)
+        if found is None:
+            raise BenchError(f"callgrind printed no count for {self.which} x{count}")
+        return int(found.group(1))
+
+    def syscalls(self, count: int) -> dict[str, int]:
+        out = self.tmp / f"strace-{uuid.uuid4().hex}.txt"
+        self.driver(["strace", "-f", "-c", "-o", str(out)], count)
+        counts: dict[str, int] = {}
+        for line in out.read_text().splitlines():
+            row = _STRACE_ROW.match(line)
+            if row and row.group(2) != "total":
+                counts[row.group(2)] = int(row.group(1))
+        return counts
 
 
-def instructions(which: str, count: int, env: dict[str, str]) -> int:
-    err = run_driver(
-        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"], which, count, env
-    )
-    found = _COLLECTED.search(err)
-    if found is None:
-        raise BenchError(f"callgrind printed no count for {which} x{count}")
-    return int(found.group(1))
-
-
-def syscalls(which: str, count: int, env: dict[str, str], tmp: Path) -> dict[str, int]:
-    out = tmp / f"strace-{uuid.uuid4().hex}.txt"
-    run_driver(["strace", "-f", "-c", "-o", str(out)], which, count, env)
-    counts: dict[str, int] = {}
-    for line in out.read_text().splitlines():
-        row = _STRACE_ROW.match(line)
-        if row and row.group(2) != "total":
-            counts[row.group(2)] = int(row.group(1))
-    return counts
-
-
-def measure(
-    name: str, which: str, env: dict[str, str], args: argparse.Namespace, tmp: Path
-) -> Work:
-    longer = args.base + args.calls
-    print(f"{name}: callgrind x{args.base}, x{longer}; strace x{args.base}, x{longer}", flush=True)
-    spent = instructions(which, longer, env) - instructions(which, args.base, env)
-    short, long = syscalls(which, args.base, env, tmp), syscalls(which, longer, env, tmp)
-    per_call = {
-        call: (long.get(call, 0) - short.get(call, 0)) / args.calls for call in {*short, *long}
-    }
+def measure(name: str, runner: Runner) -> Work:
+    base, calls = runner.args.base, runner.args.calls
+    longer = base + calls
+    print(f"{name}: callgrind x{base}, x{longer}; strace x{base}, x{longer}", flush=True)
+    spent = runner.instructions(longer) - runner.instructions(base)
+    short, long = runner.syscalls(base), runner.syscalls(longer)
+    per_call = {call: (long.get(call, 0) - short.get(call, 0)) / calls for call in {*short, *long}}
     kept = {call: n for call, n in per_call.items() if n >= 0.05}
-    return Work(name, spent / args.calls, dict(sorted(kept.items(), key=lambda kv: -kv[1])))
+    return Work(name, spent / calls, dict(sorted(kept.items(), key=lambda kv: -kv[1])))
 
 
 def report(works: list[Work], args: argparse.Namespace, started: str) -> str:
@@ -186,14 +186,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         # The floor keeps no state; its dial results' templates go through an adapter.
         scratch = {"STORE_URL": f"sqlite:///{tmp / 'templates.sqlite3'}"}
-        works = [measure("floor", "floor", {**common, **scratch}, args, tmp)]
+        works = [measure("floor", Runner("floor", {**common, **scratch}, args, tmp))]
         if args.store in ("sqlite", "both"):
             store = {"STORE_URL": f"sqlite:///{tmp / 'calls.sqlite3'}"}
-            works.append(measure("adapter, SQLite", "adapter", {**common, **store}, args, tmp))
+            works.append(
+                measure("adapter, SQLite", Runner("adapter", {**common, **store}, args, tmp))
+            )
         if args.store in ("redis", "both"):
             redis_url = start_redis(procs, tmp).url
             store = {"STORE_URL": redis_url, "STORE_KEY_PREFIX": "work:"}
-            works.append(measure("adapter, Redis", "adapter", {**common, **store}, args, tmp))
+            works.append(
+                measure("adapter, Redis", Runner("adapter", {**common, **store}, args, tmp))
+            )
     except BenchError as exc:
         print(f"invalid run: {exc}", file=sys.stderr)
         return 2
