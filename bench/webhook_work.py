@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""The voice webhook's work counted, not timed: instructions (valgrind's callgrind) and
-system calls (strace) per webhook, the floor against the adapter on SQLite and Redis.
+"""The webhooks' work counted, not timed: instructions (valgrind's callgrind) and system
+calls (strace) per voice webhook or dial result, the floor against the adapter on SQLite
+and Redis.
 
-    python3 bench/webhook_work.py [--calls 200] [--base 50] [--store sqlite|redis|both]
+    python3 bench/webhook_work.py [--path voice|dial-result] [--calls 200] [--base 50]
+                                  [--store sqlite|redis|both]
 
 Throughput on a shared machine moves by more between two runs than many changes are
-worth; these counts repeat within a fraction of a percent (the same code, the same
+worth; these counts agree within about 1.5 % from run to run (the same code, the same
 inputs), so a change's effect on the adapter's own work shows whatever the machine does.
 They do not see what only load shows (threads waiting for the GIL or SQLite's lock,
 caches gone cold): ``bench/twilio_webhook.py`` measures that. Needs valgrind and strace
