@@ -96,13 +96,10 @@ class RedisRateWindow:
     def reserve_delay(self, within: float) -> float | None:
         """Seconds to wait for the reserved start, or None if it is over ``within`` away."""
         try:
-            delay_us = int(self._reserve(keys=[self.key], args=self._args(within)))
+            delay_us = self._reserve(keys=[self.key], args=self._args(within))
         except redis.RedisError as exc:
             return self._reserve_locally(within, exc)
-        if self._outage:
-            self._outage = False
-            log.info("GenerativeAgent rate limit: Redis is back, the limit is shared again")
-        return None if delay_us < 0 else delay_us / 1e6
+        return self._answered(delay_us)
 
     def get_reserving(self, call_id: str, within: float) -> tuple[Stored | None, StartSlot]:
         """The call's record (as ``RedisCallStore.get``) and a start slot reserved for the
@@ -113,14 +110,18 @@ class RedisRateWindow:
         with self._store.errors():
             answer = self._get_and_reserve(keys=keys, args=self._args(within))
         *fields, delay_us = answer
-        if self._outage:
-            self._outage = False
-            log.info("GenerativeAgent rate limit: Redis is back, the limit is shared again")
-        slot = StartSlot.after(None if int(delay_us) < 0 else int(delay_us) / 1e6)
-        return read_record(call_id, fields), slot
+        return read_record(call_id, fields), StartSlot.after(self._answered(delay_us))
 
     def _args(self, within: float) -> list[int | str]:
         return [self.per_second, self._window_us, int(within * 1e6), uuid.uuid4().hex]
+
+    def _answered(self, delay_us: int) -> float | None:
+        """Redis reserved (or refused, -1): the delay in seconds, or None; Redis is back."""
+        if self._outage:
+            self._outage = False
+            log.info("GenerativeAgent rate limit: Redis is back, the limit is shared again")
+        delay = int(delay_us)
+        return None if delay < 0 else delay / 1e6
 
     def _reserve_locally(self, within: float, exc: redis.RedisError) -> float | None:
         if not self._outage:
